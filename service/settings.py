@@ -1,0 +1,146 @@
+"""payq's settings: one class, read from ``PAYQ_*`` environment variables once, passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+NetworkName = Literal["bitcoin", "dogecoin", "ripple"]
+ChainName = Literal["main", "test", "regtest"]
+NETWORKS: tuple[NetworkName, ...] = ("bitcoin", "dogecoin", "ripple")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkSettings:
+    """The settings of one network, gathered from the ``PAYQ_<NET>_*`` fields."""
+
+    network: NetworkName
+    chain: ChainName
+    confirmations: int
+    addresses: frozenset[str]
+    job_class: str
+    rpc_url: str | None
+
+    @property
+    def queue(self) -> str:
+        return f"{self.network}:incoming"
+
+
+class Settings(BaseSettings):
+    """Every setting payq reads. Invalid values stop start-up with a line naming the setting."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYQ_", extra="ignore", frozen=True)
+
+    redis_url: str | None = None
+    redis_wait_replicas: int = Field(0, ge=0)
+    namespace: str = Field("resque", min_length=1)
+
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    webhook_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    admin_token: SecretStr | None = None
+    dev_mode: bool = False
+
+    jobs: CommaList = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    bitcoin_chain: ChainName = "main"
+    bitcoin_confirmations: int = Field(1, ge=0)
+    bitcoin_addresses: CommaList = Field(default_factory=list)
+    bitcoin_job_class: str = Field("log", min_length=1)
+    bitcoin_rpc_url: str | None = None
+
+    dogecoin_chain: ChainName = "main"
+    dogecoin_confirmations: int = Field(6, ge=0)
+    dogecoin_addresses: CommaList = Field(default_factory=list)
+    dogecoin_job_class: str = Field("log", min_length=1)
+    dogecoin_rpc_url: str | None = None
+
+    ripple_chain: ChainName = "main"
+    ripple_confirmations: int = Field(1, ge=0)
+    ripple_addresses: CommaList = Field(default_factory=list)
+    ripple_job_class: str = Field("log", min_length=1)
+    ripple_rpc_url: str | None = None
+
+    max_body_bytes: int = Field(65536, gt=0)
+    dedupe_retention_s: int = Field(90 * 24 * 3600, gt=0)
+    delivery_retention_s: int = Field(3 * 24 * 3600, gt=0)
+    signature_tolerance_s: int = Field(300, gt=0)
+
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    worker_timeout_s: float = Field(30.0, gt=0)
+    shutdown_grace_s: float = Field(25.0, ge=0)
+    poll_interval_s: float = Field(1.0, gt=0)
+
+    @field_validator("jobs", "bitcoin_addresses", "dogecoin_addresses", "ripple_addresses", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("webhook_secrets", "webhook_tokens", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        return _split(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _check_secrets(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        from service.signatures import parse_secret
+
+        for secret in secrets:
+            parse_secret(secret.get_secret_value())
+        return secrets
+
+    @model_validator(mode="after")
+    def _check_timeouts(self) -> Settings:
+        if self.worker_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("PAYQ_WORKER_TIMEOUT_S must be longer than PAYQ_HEARTBEAT_INTERVAL_S")
+        return self
+
+    def network(self, name: NetworkName) -> NetworkSettings:
+        return NetworkSettings(
+            network=name,
+            chain=getattr(self, f"{name}_chain"),
+            confirmations=getattr(self, f"{name}_confirmations"),
+            addresses=frozenset(getattr(self, f"{name}_addresses")),
+            job_class=getattr(self, f"{name}_job_class"),
+            rpc_url=getattr(self, f"{name}_rpc_url"),
+        )
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise SettingsError("PAYQ_REDIS_URL is not set (payq dev starts its own Redis; other commands need one)")
+        return self.redis_url
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid."""
+
+
+def describe_error(exc: Exception) -> str:
+    """One line naming the offending setting, for start-up failures."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        loc = "_".join(str(part) for part in first["loc"]).upper()
+        name = f"PAYQ_{loc}" if loc else "settings"
+        return f"invalid setting {name}: {first['msg']}"
+    return str(exc)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once; tests pass their own instead."""
+    return Settings()

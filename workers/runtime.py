@@ -1,0 +1,428 @@
+"""The payq worker: claims Resque jobs, performs them, and never loses one.
+
+One process runs ``concurrency`` slots. Each slot is a Resque worker of its own (``host:pid`` with
+one slot, ``host:pid+n`` with several, as node-resque's MultiWorker names them), because Resque
+records one in-flight job per worker. A slot claims a job and records it as in flight in one Lua
+step, performs it, and finishes it (counters, failure entry, record cleared) in another.
+
+Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
+``poll_interval_s`` for jobs that other Resque clients push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from workers.clock import iso_offset, iso_z, ruby_failed_at, ruby_started, utcnow
+from workers.codec import Job, MalformedJob, decode_job
+from workers.connection import Store, as_bytes, as_text
+from workers.failures import failure_entry, format_backtrace
+from workers.jobs import Registry
+from workers.status import split_worker_id
+
+logger = logging.getLogger(__name__)
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker runs; the CLI fills this from the settings."""
+
+    queues: tuple[str, ...] = ("*",)
+    concurrency: int = 1
+    poll_interval_s: float = 1.0
+    heartbeat_interval_s: float = 5.0
+    worker_timeout_s: float = 30.0
+    shutdown_grace_s: float = 25.0
+    hostname: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+
+    @property
+    def wildcard(self) -> bool:
+        return "*" in self.queues
+
+
+@dataclass(slots=True)
+class _InFlight:
+    job_raw: bytes
+    queue: str
+
+
+@dataclass(slots=True)
+class Slot:
+    """One Resque worker identity inside the process."""
+
+    name: str
+    id: str
+    record_key: str
+    in_flight: _InFlight | None = None
+
+
+JobListener = Callable[[str, str, float, bool], None]
+"""Called after each job with its class, queue, duration in seconds, and whether it succeeded."""
+
+
+class Worker:
+    """A Resque worker process with ``options.concurrency`` slots."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        options: WorkerOptions | None = None,
+        on_job: JobListener | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.options = options or WorkerOptions()
+        self.on_job = on_job
+        queues = ",".join(self.options.queues)
+        base = f"{self.options.hostname}:{self.options.pid}"
+        names = (
+            [base] if self.options.concurrency == 1 else [f"{base}+{n}" for n in range(1, self.options.concurrency + 1)]
+        )
+        self.slots = [Slot(name, f"{name}:{queues}", store.keys.worker(f"{name}:{queues}")) for name in names]
+        self._queues: list[str] = [] if self.options.wildcard else list(self.options.queues)
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        self._executor = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="payq-job")
+        self.started = asyncio.Event()
+
+    @property
+    def ids(self) -> list[str]:
+        return [slot.id for slot in self.slots]
+
+    def stop(self) -> None:
+        """Stop claiming jobs; running ones get ``shutdown_grace_s`` to finish."""
+        if not self._stopping.is_set():
+            logger.info("worker stopping ids=%s", ",".join(self.ids))
+        self._stopping.set()
+        self._wake_up()
+
+    async def run(self) -> None:
+        """Register, work until stopped, then hand back unfinished jobs and unregister."""
+        await self._register()
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="payq-heartbeat"),
+            asyncio.create_task(self._listen_for_wakeups(), name="payq-wakeups"),
+        ]
+        try:  # jobs enqueued from here on wake the slots; a slow subscription only costs latency
+            await asyncio.wait_for(self._subscribed.wait(), self.options.poll_interval_s)
+        except TimeoutError:
+            logger.warning("wake-up subscription not ready; polling every %ss", self.options.poll_interval_s)
+        slot_tasks = [asyncio.create_task(self._work(slot), name=f"payq-{slot.name}") for slot in self.slots]
+        logger.info(
+            "worker started ids=%s queues=%s concurrency=%d",
+            ",".join(self.ids),
+            ",".join(self.options.queues),
+            self.options.concurrency,
+        )
+        self.started.set()
+        try:
+            await self._stopping.wait()
+            await self._drain(slot_tasks)
+        finally:
+            for task in background + slot_tasks:
+                task.cancel()
+            await asyncio.gather(*background, *slot_tasks, return_exceptions=True)
+            await self._unregister()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            logger.info("worker stopped ids=%s", ",".join(self.ids))
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        keys = self.store.keys
+        now = utcnow()
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            for slot in self.slots:
+                pipe.sadd(keys.workers, slot.id)
+                pipe.set(keys.worker_started(slot.id), ruby_started(now))
+            self._queue_heartbeats(pipe, now.timestamp())
+            await pipe.execute()
+        await self.recover_dead_workers()
+
+    async def _unregister(self) -> None:
+        keys = self.store.keys
+        try:
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                for slot in self.slots:
+                    pipe.srem(keys.workers, slot.id)
+                    pipe.delete(
+                        keys.worker_started(slot.id),
+                        keys.worker_ping(slot.name),
+                        keys.stat("processed", slot.id),
+                        keys.stat("failed", slot.id),
+                    )
+                    pipe.hdel(keys.heartbeats, slot.id)
+                await pipe.execute()
+        except _REDIS_DOWN as exc:
+            logger.warning("worker could not unregister error=%s", exc)
+
+    async def _drain(self, slot_tasks: list[asyncio.Task[None]]) -> None:
+        """Let running jobs finish within the grace period; push back whatever did not."""
+        busy = [slot for slot in self.slots if slot.in_flight]
+        if busy:
+            logger.info("worker waiting for jobs count=%d grace_s=%s", len(busy), self.options.shutdown_grace_s)
+        _, pending = await asyncio.wait(slot_tasks, timeout=self.options.shutdown_grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for slot in self.slots:
+            if slot.in_flight:
+                await self._requeue(slot, slot.in_flight)
+
+    async def _requeue(self, slot: Slot, job: _InFlight) -> None:
+        keys = self.store.keys
+        try:
+            pushed = await self.store.requeue(
+                keys=[slot.record_key, keys.queue(job.queue), keys.queues],
+                args=[job.job_raw, job.queue, keys.wake_channel],
+            )
+        except _REDIS_DOWN as exc:
+            logger.error("unfinished job not pushed back worker=%s queue=%s error=%s", slot.id, job.queue, exc)
+            return
+        if pushed:
+            logger.warning("unfinished job pushed back worker=%s queue=%s", slot.id, job.queue)
+        slot.in_flight = None
+
+    # heartbeats and recovery -----------------------------------------------------------------
+
+    def _queue_heartbeats(self, pipe: object, now_s: float) -> None:
+        keys = self.store.keys
+        stamp = iso_offset(utcnow())
+        queues = ",".join(self.options.queues)
+        for slot in self.slots:
+            ping = orjson.dumps({"time": int(now_s), "name": slot.name, "queues": queues, "payq": True})
+            pipe.set(keys.worker_ping(slot.name), ping)  # type: ignore[attr-defined]
+            pipe.hset(keys.heartbeats, slot.id, stamp)  # type: ignore[attr-defined]
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.heartbeat_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.store.redis.pipeline(transaction=False) as pipe:
+                    self._queue_heartbeats(pipe, time.time())
+                    await pipe.execute()
+                await self.recover_dead_workers()
+            except _REDIS_DOWN as exc:
+                logger.warning("heartbeat failed error=%s", exc)
+
+    async def recover_dead_workers(self) -> int:
+        """Unregister workers whose heartbeat stopped and push their in-flight jobs back.
+
+        Many workers may run this at once: the lock keeps it to one at a time, and the script keeps
+        each dead worker's job to exactly one push even without the lock.
+        """
+        keys = self.store.keys
+        redis = self.store.redis
+        lock_ttl_ms = max(int(self.options.heartbeat_interval_s * 1000), 1000)
+        if not await redis.set(keys.recovery_lock, self.slots[0].name, nx=True, px=lock_ttl_ms):
+            return 0
+        mine = set(self.ids)
+        recovered = 0
+        for member in await redis.smembers(keys.workers):
+            worker_id = as_text(member)
+            if worker_id not in mine and await self.recover_worker(worker_id):
+                recovered += 1
+        return recovered
+
+    async def recover_worker(self, worker_id: str) -> bool:
+        """Unregister ``worker_id`` if its heartbeat is older than the timeout; True if this call did it."""
+        keys = self.store.keys
+        host, pid, _ = split_worker_id(worker_id)
+        result = await self.store.recover(
+            keys=[
+                keys.workers,
+                keys.worker(worker_id),
+                keys.worker_started(worker_id),
+                keys.worker_ping(f"{host}:{pid}"),
+                keys.heartbeats,
+                keys.stat("processed", worker_id),
+                keys.stat("failed", worker_id),
+                keys.failed,
+                keys.queues,
+            ],
+            args=[
+                worker_id,
+                int(time.time()),
+                self.options.worker_timeout_s,
+                keys.queue_prefix,
+                keys.wake_channel,
+                ruby_failed_at(utcnow()),
+                self.options.hostname,
+            ],
+        )
+        if result < 1:
+            return False
+        outcome = {1: "idle", 2: "job pushed back", 3: "job moved to failed"}[int(result)]
+        logger.warning("dead worker recovered id=%s outcome=%s", worker_id, outcome)
+        return True
+
+    # wake-ups --------------------------------------------------------------------------------
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+        self._wake = asyncio.Event()
+
+    async def _listen_for_wakeups(self) -> None:
+        backoff_s = 0.1
+        while True:
+            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.store.keys.wake_channel)
+                backoff_s = 0.1
+                self._subscribed.set()
+                self._wake_up()  # anything enqueued while unsubscribed is claimed now
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        queue = message["data"].decode()
+                        if self.options.wildcard and queue not in self._queues:
+                            self._queues = sorted({*self._queues, queue})
+                        self._wake_up()
+            except _REDIS_DOWN as exc:
+                logger.debug("wake-up subscription lost error=%s", exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self.options.poll_interval_s)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    # the slot loop ---------------------------------------------------------------------------
+
+    async def _refresh_queues(self) -> None:
+        if self.options.wildcard:
+            members = await self.store.redis.smembers(self.store.keys.queues)
+            self._queues = sorted(as_text(m) for m in members)
+
+    async def _claim(self, slot: Slot) -> tuple[str, bytes] | None:
+        queues = self._queues
+        if not queues:
+            return None
+        keys = self.store.keys
+        claimed = await self.store.claim(
+            keys=[slot.record_key, *(keys.queue(q) for q in queues)],
+            args=[slot.name, iso_z(utcnow()), *queues],
+        )
+        if not claimed:
+            return None
+        index, raw = claimed
+        return queues[int(index)], as_bytes(raw)
+
+    async def _work(self, slot: Slot) -> None:
+        backoff_s = 0.05
+        idle = True
+        while not self._stopping.is_set():
+            wake = self._wake
+            try:
+                if idle:
+                    await self._refresh_queues()
+                claimed = await self._claim(slot)
+            except _REDIS_DOWN as exc:
+                logger.warning("claim failed worker=%s error=%s", slot.id, exc)
+                await self._pause(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+                continue
+            except RedisError:
+                logger.exception("claim failed worker=%s", slot.id)
+                await self._pause(5.0)
+                continue
+            backoff_s = 0.05
+            if claimed is None:
+                idle = True
+                await self._pause(self.options.poll_interval_s, wake)
+                continue
+            idle = False
+            queue, raw = claimed
+            slot.in_flight = _InFlight(raw, queue)
+            await self._perform(slot, queue, raw)
+
+    async def _pause(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        waiter = wake or self._wake
+        try:
+            await asyncio.wait_for(waiter.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _perform(self, slot: Slot, queue: str, raw: bytes) -> None:
+        started = time.perf_counter()
+        class_name = "?"
+        error: BaseException | None = None
+        try:
+            job = decode_job(raw)
+            class_name = job.class_name
+            await self._call(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+        duration_s = time.perf_counter() - started
+        await self._finish(slot, queue, raw, error)
+        if error is None:
+            logger.info(
+                "job performed class=%s queue=%s worker=%s duration_ms=%.1f",
+                class_name,
+                queue,
+                slot.id,
+                duration_s * 1000,
+            )
+        else:
+            logger.warning(
+                "job failed class=%s queue=%s worker=%s exception=%s error=%s",
+                class_name,
+                queue,
+                slot.id,
+                type(error).__name__,
+                error,
+            )
+        if self.on_job:
+            self.on_job(class_name, queue, duration_s, error is None)
+
+    async def _call(self, job: Job) -> None:
+        spec = self.registry.get(job.class_name)
+        if spec.is_async:
+            await spec.func(*job.args)
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, partial(spec.func, *job.args))
+
+    async def _finish(self, slot: Slot, queue: str, raw: bytes, error: BaseException | None) -> None:
+        """Record the outcome; keep trying while Redis is away, since the job already ran."""
+        keys = self.store.keys
+        if error is None:
+            counter, entry = "processed", b""
+        else:
+            name = "MalformedJob" if isinstance(error, MalformedJob) else type(error).__name__
+            entry = failure_entry(raw, queue, slot.id, name, str(error), format_backtrace(error))
+            counter = "failed"
+        backoff_s = 0.05
+        while True:
+            try:
+                await self.store.finish(
+                    keys=[slot.record_key, keys.stat(counter), keys.stat(counter, slot.id), keys.failed],
+                    args=[entry],
+                )
+                break
+            except _REDIS_DOWN as exc:
+                if self._stopping.is_set() and backoff_s >= 1.0:
+                    logger.error("job outcome not recorded worker=%s queue=%s error=%s", slot.id, queue, exc)
+                    return
+                logger.warning("recording job outcome failed worker=%s error=%s", slot.id, exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+        slot.in_flight = None
