@@ -32,6 +32,7 @@ class Store:
     requeue: AsyncScript = field(init=False)
     recover: AsyncScript = field(init=False)
     retry_failed: AsyncScript = field(init=False)
+    enqueue_unique: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self.enqueue = self.redis.register_script(scripts.ENQUEUE)
@@ -40,6 +41,7 @@ class Store:
         self.requeue = self.redis.register_script(scripts.REQUEUE)
         self.recover = self.redis.register_script(scripts.RECOVER)
         self.retry_failed = self.redis.register_script(scripts.RETRY_FAILED)
+        self.enqueue_unique = self.redis.register_script(scripts.ENQUEUE_UNIQUE)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "resque") -> Store:

@@ -83,8 +83,9 @@ class Keys:
     def recovery_lock(self) -> str:
         return self.key("payq", "recovery_lock")
 
-    def dedupe(self, payment_id: str) -> str:
-        return self.key("payq", "payment", payment_id)
+    def unique(self, job_key: str) -> str:
+        """Marks a uniquely enqueued job (a payment's id) for the dedupe retention."""
+        return self.key("payq", "unique", job_key)
 
     def delivery(self, webhook_id: str) -> str:
         return self.key("payq", "delivery", webhook_id)

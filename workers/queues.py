@@ -21,6 +21,23 @@ async def enqueue_raw(store: Store, queue: str, raw: bytes) -> None:
     await store.enqueue(keys=[keys.queues, keys.queue(queue)], args=[queue, raw, keys.wake_channel])
 
 
+async def enqueue_unique(
+    store: Store, queue: str, class_name: str, args: Sequence[JSONValue], unique_key: str, retention_s: int
+) -> bool:
+    """Enqueue the job unless ``unique_key`` was used within ``retention_s``; True if it was enqueued.
+
+    The check and the push are one atomic step, so any number of concurrent producers of the same
+    job enqueue it exactly once.
+    """
+    keys = store.keys
+    raw = encode_job(queue, class_name, list(args))
+    pushed = await store.enqueue_unique(
+        keys=[keys.unique(unique_key), keys.queues, keys.queue(queue)],
+        args=[queue, raw, retention_s, keys.wake_channel],
+    )
+    return bool(pushed)
+
+
 async def queue_names(store: Store) -> list[str]:
     """Every registered queue, sorted."""
     members = await store.redis.smembers(store.keys.queues)

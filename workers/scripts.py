@@ -111,3 +111,14 @@ redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('PUBLISH', ARGV[4], ARGV[3])
 return 1
 """
+
+# Enqueue a job unless its unique key was seen within the retention: the check and the push are
+# one step, so concurrent producers of the same job enqueue it exactly once.
+# KEYS: unique key, queues set, queue list.  ARGV: queue name, raw job, retention (s), wake channel.
+ENQUEUE_UNIQUE = """
+if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3]) then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return 1
+"""

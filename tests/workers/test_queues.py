@@ -1,10 +1,21 @@
 from __future__ import annotations
 
+import asyncio
+
 import redis
 
 from workers.codec import Job
 from workers.connection import Store
-from workers.queues import delete_jobs, enqueue, peek, queue_length, queue_lengths, queue_names, remove_queue
+from workers.queues import (
+    delete_jobs,
+    enqueue,
+    enqueue_unique,
+    peek,
+    queue_length,
+    queue_lengths,
+    queue_names,
+    remove_queue,
+)
 
 
 async def test_enqueue_job_writes_list_and_queue_set(store: Store, sync_redis: redis.Redis) -> None:
@@ -60,3 +71,12 @@ async def test_remove_queue_drops_list_and_membership(store: Store, sync_redis: 
     assert await remove_queue(store, "q") == 2
     assert not sync_redis.exists("resque:queue:q")
     assert not sync_redis.sismember("resque:queues", "q")
+
+
+async def test_enqueue_unique_pushes_once_under_concurrency(store: Store, sync_redis: redis.Redis) -> None:
+    results = await asyncio.gather(
+        *(enqueue_unique(store, "q", "log", [{"id": "p1"}], "bitcoin:p1", 60) for _ in range(50))
+    )
+    assert results.count(True) == 1
+    assert sync_redis.lrange("resque:queue:q", 0, -1) == [b'{"class":"log","queue":"q","args":[{"id":"p1"}]}']
+    assert 0 < (sync_redis.ttl("resque:payq:unique:bitcoin:p1") or 0) <= 60

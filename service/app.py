@@ -1,0 +1,59 @@
+"""The payq HTTP application: intake, admin API, dashboard, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from service.settings import Settings
+from workers.connection import Store
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    """Build the app for ``settings``; a ``store`` passed in is used as is and not closed."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        app.state.store = store or Store.from_url(settings.require_redis_url(), settings.namespace)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.store.close()
+
+    app = FastAPI(title="payq", version=VERSION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Redis answers", responses={503: {"description": "Redis is down"}})
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await get_store(request).redis.ping()
+        except (RedisError, OSError):
+            return JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "redis": "up"})
+
+    return app
+
+
+def get_store(request: Request) -> Store:
+    """The app's Redis store, as a FastAPI dependency."""
+    store: Store = request.app.state.store
+    return store
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The app's settings, as a FastAPI dependency."""
+    settings: Settings = request.app.state.settings
+    return settings
