@@ -2,22 +2,109 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+from urllib.parse import unquote
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
 
 from workers import scripts
+from workers.errors import ResqueError
 from workers.keys import Keys
 
 Redis = aioredis.Redis
 
+SENTINEL_SCHEME = "redis+sentinel://"
+_HASH_TAG = re.compile(r"\{[^{}]+\}")
+
+
+class RedisUrlError(ResqueError):
+    """PAYQ_REDIS_URL cannot be used as given."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/master_name[/db]``, taken apart."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl:
+        if not url.startswith(SENTINEL_SCHEME):
+            raise RedisUrlError(f"not a {SENTINEL_SCHEME} URL")
+        rest = url[len(SENTINEL_SCHEME) :]
+        password = None
+        if "@" in rest:
+            auth, _, rest = rest.rpartition("@")
+            password = unquote(auth.partition(":")[2]) or None
+        hosts, _, path = rest.partition("/")
+        parts = [p for p in path.split("/") if p]
+        if not hosts or not parts or len(parts) > 2:
+            raise RedisUrlError("a Sentinel URL needs host:port[,host:port...]/master_name[/db]")
+        sentinels = []
+        for host_port in hosts.split(","):
+            host, _, port = host_port.rpartition(":")
+            if not host or not port.isdigit():
+                raise RedisUrlError(f"sentinel address {host_port!r} is not host:port")
+            sentinels.append((host.strip("[]"), int(port)))
+        if len(parts) == 2 and not parts[1].isdigit():
+            raise RedisUrlError(f"database {parts[1]!r} is not a number")
+        return cls(tuple(sentinels), unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0, password)
+
 
 def connect(url: str, **options: Any) -> Redis:
-    """A client for ``url`` that returns bytes, so job payloads keep their exact stored form."""
+    """A client for ``url`` that returns bytes, so job payloads keep their exact stored form.
+
+    A ``redis+sentinel://`` URL gives a client that asks the sentinels for the current master on
+    every new connection, so it follows a failover by itself.
+    """
     options.setdefault("health_check_interval", 10)
+    if url.startswith(SENTINEL_SCHEME):
+        parsed = SentinelUrl.parse(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(parsed.sentinels), socket_timeout=options.get("socket_timeout", 5.0), decode_responses=False
+        )
+        client = sentinel.master_for(
+            parsed.master, db=parsed.db, password=parsed.password, decode_responses=False, **options
+        )
+        return cast(Redis, client)
     return aioredis.Redis.from_url(url, decode_responses=False, **options)
+
+
+async def open_store(url: str, namespace: str = "resque", **options: Any) -> Store:
+    """A store for ``url``, speaking the cluster protocol when the server is a Redis Cluster node.
+
+    On a cluster every key payq touches in one step must live in one hash slot, which only a
+    hash-tagged namespace such as ``{resque}`` guarantees; without one payq refuses to start.
+    """
+    client = connect(url, **options)
+    if url.startswith(SENTINEL_SCHEME):
+        return Store(client, Keys(namespace))
+    try:
+        info = await client.info("cluster")
+    except Exception:
+        await client.aclose()
+        raise
+    if not info.get("cluster_enabled"):
+        return Store(client, Keys(namespace))
+    await client.aclose()
+    if not _HASH_TAG.search(namespace):
+        raise RedisUrlError(
+            f"PAYQ_REDIS_URL points at a Redis Cluster, where PAYQ_NAMESPACE must contain a hash tag "
+            f"such as {{{namespace}}} so that each of payq's atomic steps stays in one slot"
+        )
+    options.setdefault("health_check_interval", 10)
+    cluster = RedisCluster.from_url(url, decode_responses=False, **options)
+    # RedisCluster offers the commands, pipelines, scripts and pub/sub payq uses with the same
+    # signatures; the type checker knows it as a separate class.
+    return Store(cast(Redis, cluster), Keys(namespace))
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from functools import partial
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.clock import iso_offset, iso_z, ruby_failed_at, ruby_started, utcnow
@@ -35,7 +35,9 @@ from workers.status import split_worker_id
 
 logger = logging.getLogger(__name__)
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+# Errors that mean "Redis is away for now" (a restart, a failover that demoted our master): wait
+# and try again rather than give up.
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,6 @@ class Worker:
         now = utcnow()
         async with self.store.redis.pipeline(transaction=True) as pipe:
             for slot in self.slots:
-                pipe.sadd(keys.workers, slot.id)
                 pipe.set(keys.worker_started(slot.id), ruby_started(now))
             self._queue_heartbeats(pipe, now.timestamp())
             await pipe.execute()
@@ -204,10 +205,13 @@ class Worker:
     # heartbeats and recovery -----------------------------------------------------------------
 
     def _queue_heartbeats(self, pipe: object, now_s: float) -> None:
+        """Sign of life for every slot; re-adding the id re-registers a worker whose registration a
+        Redis failover lost."""
         keys = self.store.keys
         stamp = iso_offset(utcnow())
         queues = ",".join(self.options.queues)
         for slot in self.slots:
+            pipe.sadd(keys.workers, slot.id)  # type: ignore[attr-defined]
             ping = orjson.dumps({"time": int(now_s), "name": slot.name, "queues": queues, "payq": True})
             pipe.set(keys.worker_ping(slot.name), ping)  # type: ignore[attr-defined]
             pipe.hset(keys.heartbeats, slot.id, stamp)  # type: ignore[attr-defined]

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.exceptions import RedisError
+
+from tests.deploy.topologies import SentinelGroup
+from workers.connection import SentinelUrl, open_store
+from workers.jobs import Registry
+from workers.queues import enqueue
+from workers.runtime import Worker, WorkerOptions
+
+
+@pytest.fixture(scope="module")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(Path(tmp_path_factory.mktemp("sentinel")))
+    group.start()
+    yield group
+    group.stop()
+
+
+def test_parse_sentinel_url_reads_every_part() -> None:
+    url = SentinelUrl.parse("redis+sentinel://:s%40cret@10.0.0.1:26379,[::1]:26380/mymaster/2")
+    assert url.sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+    assert (url.master, url.db, url.password) == ("mymaster", 2, "s@cret")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+sentinel://host:1", "redis+sentinel://host/master", "redis+sentinel://h:1/m/x", "redis+sentinel:///m"],
+)
+def test_parse_sentinel_url_refuses_malformed(url: str) -> None:
+    from workers.connection import RedisUrlError
+
+    with pytest.raises(RedisUrlError):
+        SentinelUrl.parse(url)
+
+
+@pytest.mark.timeout(120)
+async def test_worker_follows_failover_and_loses_no_acknowledged_job(sentinel_group: SentinelGroup) -> None:
+    store = await open_store(sentinel_group.url)
+    performed: set[int] = set()
+    registry = Registry()
+    registry.register(lambda n: performed.add(n), "pay")
+    options = WorkerOptions(
+        queues=("q",), hostname="failover", pid=1, poll_interval_s=0.1, heartbeat_interval_s=0.2, worker_timeout_s=5
+    )
+    worker = Worker(store, registry, options)
+    task = asyncio.create_task(worker.run())
+    acknowledged: list[int] = []
+    first_master = sentinel_group.master_port()
+    try:
+        await asyncio.wait_for(worker.started.wait(), 10)
+        n = 0
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 60:
+            assert time.monotonic() < deadline, f"only {len(acknowledged)} acknowledged"
+            if len(acknowledged) == 30 and sentinel_group.master_port() == first_master:
+                await asyncio.to_thread(sentinel_group.kill_master)
+            try:
+                await enqueue(store, "q", "pay", [n])
+                # Acknowledge a job only once a replica holds it, as PAYQ_REDIS_WAIT_REPLICAS=1 does.
+                if await store.redis.execute_command("WAIT", 1, 2000) < 1:
+                    continue
+            except (RedisError, OSError):
+                await asyncio.sleep(0.1)
+                continue
+            acknowledged.append(n)
+            n += 1
+        assert sentinel_group.master_port() != first_master
+        deadline = time.monotonic() + 30
+        while not set(acknowledged) <= performed:
+            assert time.monotonic() < deadline, f"missing {sorted(set(acknowledged) - performed)}"
+            await asyncio.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while not await store.redis.sismember(store.keys.workers, "failover:1:q"):
+            assert time.monotonic() < deadline, "the worker did not re-register on the new master"
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        await store.close()
