@@ -9,7 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from service.settings import Settings
+from service.intake import router as intake_router
+from service.settings import Settings, get_settings
 from workers.connection import Store
 
 VERSION = "0.1.0"
@@ -31,6 +32,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app = FastAPI(title="payq", version=VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
+    _add_operator_routes(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -44,7 +46,18 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
         return JSONResponse({"status": "ok", "redis": "up"})
 
+    app.include_router(intake_router)
     return app
+
+
+def _add_operator_routes(app: FastAPI, settings: Settings) -> None:
+    """The admin API, the dashboard and /metrics (imported here: those modules import this one)."""
+    from service import admin, dashboard, metrics
+
+    app.state.metrics = metrics.Metrics(worker_timeout_s=settings.worker_timeout_s)
+    app.include_router(admin.router)
+    app.include_router(dashboard.router)
+    app.include_router(metrics.router)
 
 
 def get_store(request: Request) -> Store:
@@ -57,3 +70,8 @@ def get_app_settings(request: Request) -> Settings:
     """The app's settings, as a FastAPI dependency."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the ``PAYQ_*`` environment: the factory ``payq api`` hands to each uvicorn worker."""
+    return create_app(get_settings())
