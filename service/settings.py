@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NetworkName = Literal["bitcoin", "dogecoin", "ripple"]
@@ -45,6 +45,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     redis_wait_replicas: int = Field(0, ge=0)
+    redis_wait_timeout_ms: int = Field(1000, gt=0)
     namespace: str = Field("resque", min_length=1)
 
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
@@ -68,7 +69,8 @@ class Settings(BaseSettings):
     dogecoin_rpc_url: str | None = None
 
     ripple_chain: ChainName = "main"
-    ripple_confirmations: int = Field(1, ge=0)
+    # A validated ledger is final on the XRP Ledger, so one confirmation is the only meaningful value.
+    ripple_confirmations: int = Field(1, ge=1, le=1)
     ripple_addresses: CommaList = Field(default_factory=list)
     ripple_job_class: str = Field("log", min_length=1)
     ripple_rpc_url: str | None = None
@@ -87,6 +89,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split_list(cls, value: object) -> object:
         return _split(value)
+
+    @field_validator("bitcoin_addresses", "dogecoin_addresses", "ripple_addresses")
+    @classmethod
+    def _check_addresses(cls, addresses: list[str], info: ValidationInfo) -> list[str]:
+        network = str(info.field_name).removesuffix("_addresses")
+        chain = info.data.get(f"{network}_chain")
+        if chain is None:
+            return addresses  # the chain setting is invalid itself and is reported on its own
+        return normalise_addresses(network, chain, addresses)
 
     @field_validator("webhook_secrets", "webhook_tokens", mode="before")
     @classmethod
@@ -118,10 +129,41 @@ class Settings(BaseSettings):
             rpc_url=getattr(self, f"{name}_rpc_url"),
         )
 
+    def require_webhook_auth(self) -> None:
+        """Refuse to serve webhooks that nobody can authenticate, except in development mode."""
+        if not self.dev_mode and not self.webhook_secrets and not self.webhook_tokens:
+            raise SettingsError(
+                "PAYQ_WEBHOOK_SECRETS or PAYQ_WEBHOOK_TOKENS must be set (only payq dev accepts unsigned webhooks)"
+            )
+
     def require_redis_url(self) -> str:
         if not self.redis_url:
             raise SettingsError("PAYQ_REDIS_URL is not set (payq dev starts its own Redis; other commands need one)")
         return self.redis_url
+
+
+def normalise_addresses(network: str, chain: str, addresses: list[str]) -> list[str]:
+    """Validate watched addresses for their network and chain, in the form payment bodies are matched in.
+
+    Segwit addresses are lowercased; an XRP Ledger X-address becomes its classic account, since payq
+    watches accounts and reads the destination tag from each payment.
+    """
+    from service.addresses import split_xrpl_address, validate_address
+    from service.errors import InvalidPayment
+    from service.networks import Chain, Network
+
+    net, chain_ = Network(network), Chain(chain)
+    normalised: list[str] = []
+    for address in addresses:
+        try:
+            valid = validate_address(net, chain_, address)
+            if net is Network.RIPPLE:
+                valid, _tag = split_xrpl_address(valid, None)
+        except InvalidPayment as exc:
+            raise ValueError(f"{address!r} {exc.message}") from None
+        if valid not in normalised:
+            normalised.append(valid)
+    return normalised
 
 
 class SettingsError(ValueError):
@@ -134,7 +176,8 @@ def describe_error(exc: Exception) -> str:
 
     if isinstance(exc, ValidationError) and exc.errors():
         first = exc.errors()[0]
-        loc = "_".join(str(part) for part in first["loc"]).upper()
+        # Only the field: an index into a comma-separated list is no setting name.
+        loc = str(first["loc"][0]).upper() if first["loc"] else ""
         name = f"PAYQ_{loc}" if loc else "settings"
         return f"invalid setting {name}: {first['msg']}"
     return str(exc)
