@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +30,8 @@ def configure_logging(level: str) -> None:
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
 
 
 def run_async(main: Awaitable[int]) -> int:
@@ -110,6 +113,125 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     return run_async(main())
 
 
+# api ---------------------------------------------------------------------------------------------
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+OPENAPI_PATH = Path("openapi/openapi.json")
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+class RedactTokens(logging.Filter):
+    """Blank out ``token=`` values (URL tokens are secrets) in every line, uvicorn's access log included."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._TOKEN.sub(r"\1<redacted>", message), None
+        return True
+
+
+def uvicorn_log_config(level: str) -> dict[str, object]:
+    """payq's log format for uvicorn and every worker process it starts, with URL tokens redacted."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": RedactTokens}},
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "plain",
+                "filters": ["redact"],
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {name: {"handlers": [], "propagate": True} for name in _UVICORN_LOGGERS},
+    }
+
+
+def warn_unauthenticated(settings: Settings) -> None:
+    if settings.dev_mode and not settings.webhook_secrets and not settings.webhook_tokens:
+        logger.warning(
+            "DEVELOPMENT MODE: POST /payments/<network> accepts unsigned requests; "
+            "set PAYQ_WEBHOOK_SECRETS or PAYQ_WEBHOOK_TOKENS before exposing payq"
+        )
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    settings.require_redis_url()
+    settings.require_webhook_auth()
+    if args.workers < 1:
+        raise SettingsError("--workers must be at least 1")
+    warn_unauthenticated(settings)
+    uvicorn.run(
+        "service.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=uvicorn_log_config(args.log_level or settings.log_level),
+        proxy_headers=True,
+    )
+    return 0
+
+
+# send --------------------------------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    import httpx
+
+    from service.networks import Network
+    from service.send import PaymentFields, build_payment, encode_body, send_body
+
+    network = Network(args.network)
+    if args.body:
+        body = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+    else:
+        fields = PaymentFields(
+            address=args.address,
+            amount=args.amount,
+            confirmations=args.confirmations,
+            txid=args.txid,
+            output_index=args.output_index,
+            tx_hash=args.tx_hash,
+            destination_tag=args.destination_tag,
+        )
+        body = encode_body(build_payment(settings, network, fields))
+    try:
+        response = send_body(settings, network, body, args.url)
+    except httpx.HTTPError as exc:
+        print(f"payq: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"HTTP {response.status_code}", file=sys.stderr)
+    print(response.text)
+    return 0 if response.is_success else 1
+
+
+# openapi -----------------------------------------------------------------------------------------
+
+
+def openapi_document() -> bytes:
+    """The app's OpenAPI document as committed in openapi/openapi.json (independent of the environment)."""
+    from service.app import create_app
+
+    app = create_app(Settings.model_construct())
+    return orjson.dumps(app.openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def cmd_openapi(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(openapi_document())
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 # dev ---------------------------------------------------------------------------------------------
 
 
@@ -132,24 +254,45 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
     from workers.jobs import load_registry
     from workers.runtime import Worker
 
     store = Store.from_url(settings.require_redis_url(), settings.namespace)
     worker = Worker(store, load_registry(settings.jobs), worker_options(settings))
-    stops: list[Callable[[], None]] = [worker.stop]
+    config = uvicorn.Config(create_app(settings, store), host=args.host, port=args.port, log_config=None)
+    server = uvicorn.Server(config)
+
+    async def serve_api() -> bool:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits this way when it cannot bind; it has logged why
+            return False
+        finally:
+            worker.stop()
+        return True
+
+    # Both run on this event loop; uvicorn catches Ctrl-C while it serves, and the worker stops after it.
+    api = asyncio.create_task(serve_api())
 
     def stop_all() -> None:
-        for stop in stops:
-            stop()
+        server.should_exit = True
+        worker.stop()
 
     install_stop_handlers(stop_all)
-    print(f"payq dev is running: redis {settings.redis_url}; press Ctrl-C to stop", file=sys.stderr)
+    warn_unauthenticated(settings)
+    url = f"http://{args.host}:{args.port}"
+    print(f"payq dev is running: API {url}, redis {settings.redis_url}; press Ctrl-C to stop", file=sys.stderr)
+    print(f"send a test payment:  payq send bitcoin --url {url}", file=sys.stderr)
     try:
         await worker.run()
+        server.should_exit = True
+        served = await api
     finally:
         await store.close()
-    return 0
+    return 0 if served else 1
 
 
 # parser ------------------------------------------------------------------------------------------
@@ -166,6 +309,29 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.set_defaults(handler=cmd_dev)
+
+    api = sub.add_parser("api", help="serve the HTTP API (webhook intake, admin API, dashboard, metrics)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    api.set_defaults(handler=cmd_api)
+
+    send = sub.add_parser("send", help="post a signed sample (or the given) payment to a running payq")
+    send.add_argument("network", choices=["bitcoin", "dogecoin", "ripple"])
+    send.add_argument("--url", default="http://127.0.0.1:8000", help="where payq listens")
+    send.add_argument("--body", help="send this file's bytes as the body (- for stdin) instead of a payment")
+    send.add_argument("--address", help="default: the first watched address, else a sample one")
+    send.add_argument("--amount", help="decimal string in whole units, e.g. 0.0015")
+    send.add_argument("--confirmations", type=int, help="bitcoin/dogecoin; default: the required number")
+    send.add_argument("--txid", help="bitcoin/dogecoin; default: random")
+    send.add_argument("--output-index", type=int, default=0, help="bitcoin/dogecoin (default 0)")
+    send.add_argument("--tx-hash", help="ripple; default: random")
+    send.add_argument("--destination-tag", type=int, help="ripple")
+    send.set_defaults(handler=cmd_send)
+
+    openapi = sub.add_parser("openapi", help="write the OpenAPI document")
+    openapi.add_argument("--output", default=str(OPENAPI_PATH), help=f"default {OPENAPI_PATH}")
+    openapi.set_defaults(handler=cmd_openapi)
 
     worker = sub.add_parser("worker", help="perform Resque jobs")
     worker.add_argument("--queues", default="*", help="comma-separated queues in priority order, or * (default)")
