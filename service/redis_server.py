@@ -65,7 +65,9 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / "redis.log"
         with log.open("ab") as out:
-            self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
+            # Its own process group: Ctrl-C in a terminal signals the foreground group, and Redis must
+            # outlive payq's graceful shutdown (jobs finishing, workers unregistering); stop() ends it.
+            self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, process_group=0)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

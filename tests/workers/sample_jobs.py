@@ -1,9 +1,10 @@
 """Jobs for the tests that run real ``payq worker`` processes (``PAYQ_JOBS=tests.workers.sample_jobs``).
 
-Each job leaves its mark in the Redis at ``PAYQ_REDIS_URL``, outside the Resque namespace, so a
-test can see what a worker process did: ``record`` pushes its id to ``payq-test:done``; ``hold``
-pushes its id to ``payq-test:started``, waits until the test sets ``payq-test:release``, then
-pushes its id to ``payq-test:done``.
+Each job leaves its mark in the Redis at ``SAMPLE_JOBS_REDIS_URL`` (else ``PAYQ_REDIS_URL``),
+outside the Resque namespace, so a test can see what a worker process did: ``record`` pushes its id
+to ``payq-test:done``; ``hold`` pushes its id to ``payq-test:started``, waits until the test sets
+``payq-test:release``, then pushes its id to ``payq-test:done``; ``slow`` is ``hold`` with half a
+second of work instead of the wait.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ HOLD_LIMIT_S = 30.0
 
 @cache
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["PAYQ_REDIS_URL"])
+    return redis.Redis.from_url(os.environ.get("SAMPLE_JOBS_REDIS_URL") or os.environ["PAYQ_REDIS_URL"])
 
 
 @job("record")
@@ -43,4 +44,13 @@ def hold(job_id: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} was never released")
         time.sleep(0.02)
+    client.rpush(DONE, job_id)
+
+
+@job("slow")
+def slow(job_id: str) -> None:
+    """Note the start, work for half a second, note the end."""
+    client = _client()
+    client.rpush(STARTED, job_id)
+    time.sleep(0.5)
     client.rpush(DONE, job_id)
