@@ -238,7 +238,11 @@ async def _require_queue(store: Store, queue: str) -> int:
     return length
 
 
-@router.get("/queues/{queue}/jobs", summary="The jobs waiting in a queue, a page at a time")
+@router.get(
+    "/queues/{queue}/jobs",
+    summary="The jobs waiting in a queue, a page at a time",
+    responses={404: {"description": "No such queue"}},
+)
 async def get_queue_jobs(store: StoreDep, queue: QueueName, offset: Offset = 0, limit: Limit = DEFAULT_PAGE) -> JobPage:
     total = await _require_queue(store, queue)
     jobs = await queues.peek(store, queue, offset, limit)

@@ -63,13 +63,24 @@ def worker_options(settings: Settings, queues: str = "*", concurrency: int = 1) 
     )
 
 
-async def serve_worker(store: Store, settings: Settings, options: WorkerOptions) -> None:
+async def serve_worker(
+    store: Store, settings: Settings, options: WorkerOptions, metrics_port: int | None = None
+) -> None:
+    from service.metrics import MetricsServer, WorkerMetrics, start_worker_metrics_server
     from workers.jobs import load_registry
     from workers.runtime import Worker
 
-    worker = Worker(store, load_registry(settings.jobs), options)
+    worker_metrics = WorkerMetrics()
+    server: MetricsServer | None = None
+    if metrics_port is not None:
+        server = start_worker_metrics_server(worker_metrics, metrics_port)
+    worker = Worker(store, load_registry(settings.jobs), options, on_job=worker_metrics.on_job)
     install_stop_handlers(worker.stop)
-    await worker.run()
+    try:
+        await worker.run()
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,7 +90,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         store = Store.from_url(url, settings.namespace)
         try:
-            await serve_worker(store, settings, options)
+            await serve_worker(store, settings, options, args.metrics_port)
         finally:
             await store.close()
         return 0
@@ -336,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="perform Resque jobs")
     worker.add_argument("--queues", default="*", help="comma-separated queues in priority order, or * (default)")
     worker.add_argument("--concurrency", type=int, default=1, help="jobs performed at once (default 1)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics here")
     worker.set_defaults(handler=cmd_worker)
 
     enqueue = sub.add_parser("enqueue", help="enqueue any Resque job")
