@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -24,6 +30,7 @@ from workers.runtime import Worker, WorkerOptions
 
 TXID = "a1075db55d416d3ca199f55b6084e2115b9345e16c5cf302fc80e9d5fbf5d48d"
 BTC_ADDRESS = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+REPO = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -169,3 +176,43 @@ async def test_serve_worker_job_counters_and_durations(store: Store) -> None:
     assert value(samples, "payq_worker_jobs_total", queue="q", job_class="ok", outcome="ok") == 2
     assert value(samples, "payq_worker_jobs_total", queue="q", job_class="boom", outcome="failed") == 1
     assert value(samples, "payq_worker_job_duration_seconds_count", queue="q", job_class="ok") == 2
+
+
+def scrape_port(port: int) -> Samples | None:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    except httpx.TransportError:
+        return None
+    return parse(response.text)
+
+
+def wait_for_scrape(port: int, done: Callable[[Samples], bool], deadline_s: float = 20) -> Samples:
+    """Scrape until ``done`` holds for the samples, or fail at the deadline."""
+    until = time.monotonic() + deadline_s
+    samples = None
+    while time.monotonic() < until:
+        samples = scrape_port(port)
+        if samples is not None and done(samples):
+            return samples
+        time.sleep(0.05)
+    raise AssertionError(f"the worker metrics never got there: {samples}")
+
+
+def test_serve_metrics_from_payq_worker_command(redis_url: str, sync_redis: redis.Redis) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYQ_")}
+    env.update(PAYQ_REDIS_URL=redis_url, PAYQ_POLL_INTERVAL_S="0.2")
+    command = [sys.executable, "-m", "service.cli", "worker", "--queues", "q", "--metrics-port", str(port)]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    log_ok = {"queue": "q", "job_class": "log", "outcome": "ok"}
+    try:
+        first = wait_for_scrape(port, lambda samples: True)
+        sync_redis.sadd("resque:queues", "q")
+        sync_redis.rpush("resque:queue:q", b'{"class":"log","queue":"q","args":[1]}')
+        wait_for_scrape(port, lambda samples: value(samples, "payq_worker_jobs_total", **log_ok) == 1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert value(first, "payq_worker_jobs_total", **log_ok) is None
+    assert process.returncode == 0, stderr
+    assert "worker metrics listening" in stderr
