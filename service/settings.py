@@ -61,12 +61,16 @@ class Settings(BaseSettings):
     bitcoin_addresses: CommaList = Field(default_factory=list)
     bitcoin_job_class: str = Field("log", min_length=1)
     bitcoin_rpc_url: str | None = None
+    bitcoin_rpc_cookie_file: str | None = None
+    bitcoin_reversal_job_class: str = Field("log", min_length=1)
 
     dogecoin_chain: ChainName = "main"
     dogecoin_confirmations: int = Field(6, ge=0)
     dogecoin_addresses: CommaList = Field(default_factory=list)
     dogecoin_job_class: str = Field("log", min_length=1)
     dogecoin_rpc_url: str | None = None
+    dogecoin_rpc_cookie_file: str | None = None
+    dogecoin_reversal_job_class: str = Field("log", min_length=1)
 
     ripple_chain: ChainName = "main"
     # A validated ledger is final on the XRP Ledger, so one confirmation is the only meaningful value.
@@ -74,6 +78,7 @@ class Settings(BaseSettings):
     ripple_addresses: CommaList = Field(default_factory=list)
     ripple_job_class: str = Field("log", min_length=1)
     ripple_rpc_url: str | None = None
+    ripple_ws_url: str | None = None
 
     max_body_bytes: int = Field(65536, gt=0)
     dedupe_retention_s: int = Field(90 * 24 * 3600, gt=0)
@@ -84,6 +89,7 @@ class Settings(BaseSettings):
     worker_timeout_s: float = Field(30.0, gt=0)
     shutdown_grace_s: float = Field(25.0, ge=0)
     poll_interval_s: float = Field(1.0, gt=0)
+    poller_interval_s: float = Field(10.0, gt=0)
 
     @field_validator("jobs", "bitcoin_addresses", "dogecoin_addresses", "ripple_addresses", mode="before")
     @classmethod

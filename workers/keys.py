@@ -92,3 +92,11 @@ class Keys:
 
     def cursor(self, poller: str) -> str:
         return self.key("payq", "cursor", poller)
+
+    def poller_lock(self, poller: str) -> str:
+        """Held by the one poller process that polls ``poller`` (a network) at a time."""
+        return self.key("payq", "poller", poller, "lock")
+
+    def poller_tracked(self, poller: str) -> str:
+        """Hash of payments a poller follows until they are final: payment id -> JSON record."""
+        return self.key("payq", "poller", poller, "tracked")
