@@ -306,6 +306,20 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if served else 1
 
 
+# check -------------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from service.checks import check_api, check_worker
+
+    if args.what == "api":
+        healthy, detail = check_api(args.url)
+    else:
+        healthy, detail = asyncio.run(check_worker(settings))
+    print(detail)
+    return 0 if healthy else 1
+
+
 # parser ------------------------------------------------------------------------------------------
 
 
@@ -355,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("job_class", metavar="CLASS")
     enqueue.add_argument("args_json", metavar="ARGS_JSON", nargs="?", default="[]", help="a JSON array (default [])")
     enqueue.set_defaults(handler=cmd_enqueue)
+    check = sub.add_parser("check", help="exit 0 when the API or this host's worker is healthy")
+    check.add_argument("what", choices=["api", "worker"])
+    check.add_argument("--url", default="http://127.0.0.1:8000/healthz", help="for api: the URL to probe")
+    check.set_defaults(handler=cmd_check)
+
     return parser
 
 
