@@ -87,11 +87,14 @@ if record then
       redis.call('PUBLISH', ARGV[5], r.queue)
       result = 2
     else
-      local entry = '{"failed_at":' .. cjson.encode(ARGV[6]) .. ',"payload":' .. cjson.encode(r.payload)
-        .. ',"exception":"DeadWorker","error":' .. cjson.encode('worker ' .. ARGV[1]
+      -- cjson writes '/' as '\\/'; JSON.stringify does not, and node-resque finds failures by
+      -- their re-serialised text, so the entry must carry plain slashes (failed_at has two).
+      local function js(value) return (string.gsub(cjson.encode(value), '\\\\/', '/')) end
+      local entry = '{"failed_at":' .. js(ARGV[6]) .. ',"payload":' .. js(r.payload)
+        .. ',"exception":"DeadWorker","error":' .. js('worker ' .. ARGV[1]
         .. ' stopped sending heartbeats while processing a job')
-        .. ',"backtrace":' .. cjson.encode({'recovered by payq on ' .. ARGV[7]})
-        .. ',"worker":' .. cjson.encode(ARGV[1]) .. ',"queue":' .. cjson.encode(r.queue) .. '}'
+        .. ',"backtrace":' .. js({'recovered by payq on ' .. ARGV[7]})
+        .. ',"worker":' .. js(ARGV[1]) .. ',"queue":' .. js(r.queue) .. '}'
       redis.call('RPUSH', KEYS[8], entry)
       result = 3
     end

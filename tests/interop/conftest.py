@@ -34,6 +34,19 @@ class NodeResque:
     port: int
     namespace: str = NAMESPACE
 
+    async def start(self, script: str, *args: str) -> asyncio.subprocess.Process:
+        """Start a script without waiting for it; the caller ends it."""
+        return await asyncio.create_subprocess_exec(
+            self.node,
+            str(HERE / script),
+            str(self.port),
+            self.namespace,
+            *args,
+            cwd=HERE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
     async def _run(self, script: str, *args: str, timeout_s: float = 30.0) -> Any:
         proc = await asyncio.create_subprocess_exec(
             self.node,

@@ -10,7 +10,7 @@ import redis
 
 from tests.interop.conftest import NodeResque, RunWorker, wait_until
 from workers.codec import JSONValue
-from workers.connection import Store
+from workers.connection import Store, as_text
 from workers.failures import failed_count, list_failed, remove_failed, retry_failed
 from workers.jobs import Registry
 from workers.queues import delete_jobs, enqueue
@@ -76,6 +76,20 @@ async def test_perform_node_enqueued_jobs_with_same_args(
     assert recorder.calls == [("log", [PAYMENT])] + [("someJob", args) for args in TRICKY_ARGS[1:]]
     assert sync_redis.llen("resque:queue:bitcoin:incoming") == 0
     assert sync_redis.get("resque:stat:failed") is None
+
+
+async def test_wildcard_worker_performs_node_and_ruby_jobs_on_new_queues(
+    node_resque: NodeResque, run_worker: RunWorker, sync_redis: redis.Redis
+) -> None:
+    recorder = Recorder()
+    async with run_worker(recorder.registry("someJob"), queues=("*",)):
+        await node_resque.queue("enqueue", "created:later", "someJob", [{"from": "node"}])
+        sync_redis.sadd("resque:queues", "ruby")
+        sync_redis.rpush("resque:queue:ruby", b'{"class":"someJob","args":[{"from":"ruby"},1.0]}')
+        await wait_until(lambda: len(recorder.calls) == 2, what="jobs from queues made after the worker started")
+
+    assert sorted(recorder.calls, key=repr) == [("someJob", [{"from": "node"}]), ("someJob", [{"from": "ruby"}, 1.0])]
+    assert sync_redis.get("resque:stat:processed") == b"2"
 
 
 async def test_node_worker_performs_payq_jobs_with_identical_args(
@@ -231,3 +245,31 @@ async def test_node_stats_reads_payq_counters(
         f"failed:{worker_id}": "1",
     }
     assert (payq_stats.processed, payq_stats.failed, payq_stats.failed_list) == (2, 1, 1)
+
+
+async def test_recover_killed_node_worker_into_failure_node_can_retry(
+    node_resque: NodeResque, run_worker: RunWorker, store: Store, sync_redis: redis.Redis
+) -> None:
+    args: list[JSONValue] = [{"id": "ripple:C0FFEE", "memo": "a/b"}, "2026/12/03"]
+    await node_resque.queue("enqueue", "q", "hang", args)
+    original = sync_redis.lindex("resque:queue:q", 0)
+    node = await node_resque.start("worker.js", "q", "1")
+    try:
+        await wait_until(lambda: sync_redis.keys("resque:worker:*:q"), what="the node worker busy")
+        [record_key] = sync_redis.keys("resque:worker:*:q")
+    finally:
+        node.kill()
+        await node.wait()
+    node_id = as_text(record_key).removeprefix("resque:worker:")
+
+    async with run_worker(Registry(), queues=("other",)):
+        await wait_until(lambda: sync_redis.llen("resque:failed") == 1, what="the dead node worker recovered")
+
+    assert node_id not in {as_text(m) for m in sync_redis.smembers("resque:workers")}
+    [failure] = await list_failed(store)
+    assert (failure.exception, failure.queue, failure.worker) == ("DeadWorker", "q", node_id)
+    assert failure.job is not None and failure.job.args == args
+    [entry] = await node_resque.queue("failed", 0, -1)
+    assert await node_resque.queue("retryAndRemoveFailed", entry) is True
+    assert sync_redis.llen("resque:failed") == 0
+    assert sync_redis.lrange("resque:queue:q", 0, -1) == [original]

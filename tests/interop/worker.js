@@ -1,7 +1,8 @@
 // node worker.js PORT NAMESPACE QUEUES COUNT [DEADLINE_MS]
 // Runs a node-resque Worker on the comma-separated QUEUES until COUNT jobs have finished, then
 // prints the jobs as [{"outcome","queue","class","args"}] in the order they finished.
-// Jobs "echo", "log" and "someJob" return their arguments; "boom" throws Error("kaboom").
+// Jobs "echo", "log" and "someJob" return their arguments; "boom" throws Error("kaboom"); "hang"
+// never finishes.
 "use strict";
 
 const { Worker } = require("node-resque");
@@ -12,6 +13,7 @@ const jobs = {
   echo,
   log: echo,
   someJob: echo,
+  hang: { perform: () => new Promise(() => {}) },
   boom: {
     perform: () => {
       throw new Error("kaboom");
