@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from workers.errors import JobLoadError, UnknownJob
+from workers.retry import RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,21 +24,27 @@ _MARK = "__payq_job__"
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """A performable job: its Resque class name and the function that performs it."""
+    """A performable job: its Resque class name, the function that performs it, and how it is retried
+    and time-limited (None: the worker's defaults apply)."""
 
     name: str
     func: Callable[..., Any]
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = None
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
 
 
-def job(name: str | None = None) -> Callable[[F], F]:
-    """Mark a function as the job for Resque class ``name`` (the function's name by default)."""
+def job(
+    name: str | None = None, *, retry: RetryPolicy | None = None, timeout_s: float | None = None
+) -> Callable[[F], F]:
+    """Mark a function as the job for Resque class ``name`` (the function's name by default), with
+    its retry policy and time limit in seconds, if it has them."""
 
     def mark(func: F) -> F:
-        setattr(func, _MARK, JobSpec(name or func.__name__, func))
+        setattr(func, _MARK, JobSpec(name or func.__name__, func, retry, timeout_s))
         return func
 
     return mark
@@ -54,8 +61,15 @@ class Registry:
     def add(self, spec: JobSpec) -> None:
         self._specs[spec.name] = spec
 
-    def register(self, func: Callable[..., Any], name: str | None = None) -> None:
-        self.add(JobSpec(name or func.__name__, func))
+    def register(
+        self,
+        func: Callable[..., Any],
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        self.add(JobSpec(name or func.__name__, func, retry, timeout_s))
 
     def get(self, name: str) -> JobSpec:
         try:

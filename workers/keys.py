@@ -70,6 +70,16 @@ class Keys:
         return self.key("timestamps", raw_job)
 
     @property
+    def delayed_timestamps_prefix(self) -> str:
+        """``timestamps:`` keys end in a job's raw bytes, so scripts append those to this prefix."""
+        return self.key("timestamps") + ":"
+
+    @staticmethod
+    def delayed_member(timestamp_s: int) -> str:
+        """The value a ``timestamps:<job>`` set holds for one time: ``delayed:<ts>``, without namespace."""
+        return f"delayed:{timestamp_s}"
+
+    @property
     def scheduler_lock(self) -> str:
         return self.key("resque_scheduler_leader_lock")
 
@@ -89,6 +99,10 @@ class Keys:
 
     def delivery(self, webhook_id: str) -> str:
         return self.key("payq", "delivery", webhook_id)
+
+    def retry_state(self, fingerprint: str) -> str:
+        """A job's attempt count and failure history while it waits to be retried."""
+        return self.key("payq", "retry", fingerprint)
 
     def cursor(self, poller: str) -> str:
         return self.key("payq", "cursor", poller)

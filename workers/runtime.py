@@ -7,6 +7,10 @@ step, performs it, and finishes it (counters, failure entry, record cleared) in 
 
 Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
 ``poll_interval_s`` for jobs that other Resque clients push.
+
+A failed job is retried through the delayed queue as its class's retry policy says (``workers.retry``),
+and unless ``scheduler=False`` the process also runs a scheduler (``workers.scheduler``) that moves
+delayed jobs onto their queues whenever it holds the leader lock.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,11 +30,13 @@ from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.clock import iso_offset, iso_z, ruby_failed_at, ruby_started, utcnow
-from workers.codec import Job, MalformedJob, decode_job
+from workers.codec import Job, decode_job
 from workers.connection import Store, as_bytes, as_text
-from workers.failures import failure_entry, format_backtrace
 from workers.jobs import Registry
+from workers.retry import NO_RETRY, RetryOverride, RetryPolicy, Settled, resolve_policy, settle_job
+from workers.scheduler import Scheduler
 from workers.status import split_worker_id
+from workers.timeouts import perform
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,11 @@ class WorkerOptions:
     shutdown_grace_s: float = 25.0
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
+    scheduler: bool = True
+    scheduler_interval_s: float = 5.0
+    scheduler_lock_timeout_s: int = 180
+    retry_default: RetryPolicy = NO_RETRY
+    retry_overrides: Mapping[str, RetryOverride] = field(default_factory=dict)
 
     @property
     def wildcard(self) -> bool:
@@ -104,6 +114,16 @@ class Worker:
         self._subscribed = asyncio.Event()
         self._executor = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="payq-job")
         self.started = asyncio.Event()
+        self.scheduler = (
+            Scheduler(
+                store,
+                base,
+                interval_s=self.options.scheduler_interval_s,
+                lock_timeout_s=self.options.scheduler_lock_timeout_s,
+            )
+            if self.options.scheduler
+            else None
+        )
 
     @property
     def ids(self) -> list[str]:
@@ -123,6 +143,8 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="payq-heartbeat"),
             asyncio.create_task(self._listen_for_wakeups(), name="payq-wakeups"),
         ]
+        if self.scheduler:
+            background.append(asyncio.create_task(self.scheduler.run(), name="payq-scheduler"))
         try:  # jobs enqueued from here on wake the slots; a slow subscription only costs latency
             await asyncio.wait_for(self._subscribed.wait(), self.options.poll_interval_s)
         except TimeoutError:
@@ -139,6 +161,9 @@ class Worker:
             await self._stopping.wait()
             await self._drain(slot_tasks)
         finally:
+            if self.scheduler:  # let it hand the leader lock over before the tasks are cancelled
+                self.scheduler.stop()
+                await asyncio.wait(background[2:], timeout=5.0)
             for task in background + slot_tasks:
                 task.cancel()
             await asyncio.gather(*background, *slot_tasks, return_exceptions=True)
@@ -376,8 +401,19 @@ class Worker:
         except Exception as exc:
             error = exc
         duration_s = time.perf_counter() - started
-        await self._finish(slot, queue, raw, error)
-        if error is None:
+        settled = await self._finish(slot, queue, raw, error, self._policy(class_name))
+        if settled and settled.retry_at_s is not None:
+            logger.warning(
+                "job failed, retry scheduled class=%s queue=%s worker=%s attempt=%d retry_at=%d exception=%s error=%s",
+                class_name,
+                queue,
+                slot.id,
+                settled.attempt,
+                settled.retry_at_s,
+                type(error).__name__,
+                error,
+            )
+        elif error is None:
             logger.info(
                 "job performed class=%s queue=%s worker=%s duration_ms=%.1f",
                 class_name,
@@ -399,34 +435,39 @@ class Worker:
 
     async def _call(self, job: Job) -> None:
         spec = self.registry.get(job.class_name)
-        if spec.is_async:
-            await spec.func(*job.args)
-        else:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, partial(spec.func, *job.args))
+        override = self.options.retry_overrides.get(job.class_name)
+        timeout_s = override.timeout_s if override and override.timeout_s is not None else spec.timeout_s
+        await perform(spec.func, job.args, is_async=spec.is_async, timeout_s=timeout_s, executor=self._executor)
 
-    async def _finish(self, slot: Slot, queue: str, raw: bytes, error: BaseException | None) -> None:
+    def _policy(self, class_name: str) -> RetryPolicy:
+        declared = self.registry.get(class_name).retry if class_name in self.registry else None
+        return resolve_policy(declared, self.options.retry_default, self.options.retry_overrides.get(class_name))
+
+    async def _finish(
+        self, slot: Slot, queue: str, raw: bytes, error: BaseException | None, policy: RetryPolicy
+    ) -> Settled | None:
         """Record the outcome; keep trying while Redis is away, since the job already ran."""
-        keys = self.store.keys
-        if error is None:
-            counter, entry = "processed", b""
-        else:
-            name = "MalformedJob" if isinstance(error, MalformedJob) else type(error).__name__
-            entry = failure_entry(raw, queue, slot.id, name, str(error), format_backtrace(error))
-            counter = "failed"
         backoff_s = 0.05
         while True:
             try:
-                await self.store.finish(
-                    keys=[slot.record_key, keys.stat(counter), keys.stat(counter, slot.id), keys.failed],
-                    args=[entry],
+                settled = await settle_job(
+                    self.store,
+                    record_key=slot.record_key,
+                    worker_id=slot.id,
+                    queue=queue,
+                    raw=raw,
+                    error=error,
+                    policy=policy,
                 )
                 break
             except _REDIS_DOWN as exc:
                 if self._stopping.is_set() and backoff_s >= 1.0:
                     logger.error("job outcome not recorded worker=%s queue=%s error=%s", slot.id, queue, exc)
-                    return
+                    return None
                 logger.warning("recording job outcome failed worker=%s error=%s", slot.id, exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
+        if not settled.recorded:
+            logger.warning("job outcome dropped, job already pushed back worker=%s queue=%s", slot.id, queue)
         slot.in_flight = None
+        return settled
