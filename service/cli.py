@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
 # worker ------------------------------------------------------------------------------------------
 
 
-def worker_options(settings: Settings, queues: str = "*", concurrency: int = 1) -> WorkerOptions:
+def worker_options(
+    settings: Settings, queues: str = "*", concurrency: int = 1, *, scheduler: bool = True
+) -> WorkerOptions:
+    from workers.retry import RetryOverride, RetryPolicy
+
     return WorkerOptions(
         queues=tuple(q.strip() for q in queues.split(",") if q.strip()) or ("*",),
         concurrency=concurrency,
@@ -60,6 +65,15 @@ def worker_options(settings: Settings, queues: str = "*", concurrency: int = 1) 
         heartbeat_interval_s=settings.heartbeat_interval_s,
         worker_timeout_s=settings.worker_timeout_s,
         shutdown_grace_s=settings.shutdown_grace_s,
+        scheduler=scheduler,
+        scheduler_interval_s=settings.scheduler_interval_s,
+        scheduler_lock_timeout_s=settings.scheduler_lock_timeout_s,
+        retry_default=RetryPolicy(
+            attempts=settings.retry_attempts,
+            backoff_s=settings.retry_backoff_s,
+            backoff_cap_s=settings.retry_backoff_cap_s,
+        ),
+        retry_overrides={name: RetryOverride(**entry.model_dump()) for name, entry in settings.retry_classes.items()},
     )
 
 
@@ -85,7 +99,7 @@ async def serve_worker(
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_redis_url()
-    options = worker_options(settings, args.queues, args.concurrency)
+    options = worker_options(settings, args.queues, args.concurrency, scheduler=args.scheduler)
 
     async def main() -> int:
         store = Store.from_url(url, settings.namespace)
@@ -101,9 +115,29 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 # enqueue -----------------------------------------------------------------------------------------
 
 
+def parse_when(text: str) -> float:
+    """``--at``: unix seconds, or an ISO 8601 time (UTC unless it names an offset)."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SettingsError(f"--at {text!r} is neither unix seconds nor an ISO 8601 time") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.codec import encode_job
+    from workers.delayed import enqueue_at
     from workers.queues import enqueue
 
+    when = parse_when(args.at) if args.at is not None else None
+    if args.delay_s is not None:
+        when = time.time() + args.delay_s
     try:
         job_args = orjson.loads(args.args_json)
     except orjson.JSONDecodeError as exc:
@@ -115,10 +149,14 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         store = Store.from_url(url, settings.namespace)
         try:
-            raw = await enqueue(store, args.queue, args.job_class, job_args)
+            if when is None:
+                print((await enqueue(store, args.queue, args.job_class, job_args)).decode())
+            else:
+                due_s = await enqueue_at(store, when, args.queue, args.job_class, job_args)
+                print(encode_job(args.queue, args.job_class, job_args).decode())
+                print(f"delayed until {due_s} (unix seconds)", file=sys.stderr)
         finally:
             await store.close()
-        print(raw.decode())
         return 0
 
     return run_async(main())
@@ -361,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="perform Resque jobs")
     worker.add_argument("--queues", default="*", help="comma-separated queues in priority order, or * (default)")
     worker.add_argument("--concurrency", type=int, default=1, help="jobs performed at once (default 1)")
+    worker.add_argument(
+        "--no-scheduler", dest="scheduler", action="store_false", help="do not move delayed jobs in this process"
+    )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics here")
     worker.set_defaults(handler=cmd_worker)
 
@@ -368,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("queue")
     enqueue.add_argument("job_class", metavar="CLASS")
     enqueue.add_argument("args_json", metavar="ARGS_JSON", nargs="?", default="[]", help="a JSON array (default [])")
+    later = enqueue.add_mutually_exclusive_group()
+    later.add_argument("--at", metavar="TIME", help="delay the job until TIME (unix seconds or ISO 8601)")
+    later.add_argument("--in", dest="delay_s", metavar="SECONDS", type=float, help="delay the job by SECONDS")
     enqueue.set_defaults(handler=cmd_enqueue)
     check = sub.add_parser("check", help="exit 0 when the API or this host's worker is healthy")
     check.add_argument("what", choices=["api", "worker"])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NetworkName = Literal["bitcoin", "dogecoin", "ripple"]
@@ -20,6 +20,17 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+class RetryClassSettings(BaseModel):
+    """One job class's entry in ``PAYQ_RETRY_CLASSES``; unset fields keep the class's own values."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int | None = Field(None, ge=1)
+    backoff_s: float | None = Field(None, ge=0)
+    backoff_cap_s: float | None = Field(None, ge=0)
+    timeout_s: float | None = Field(None, gt=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,15 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(25.0, ge=0)
     poll_interval_s: float = Field(1.0, gt=0)
     poller_interval_s: float = Field(10.0, gt=0)
+
+    # retries of jobs that declare no policy; PAYQ_RETRY_CLASSES (JSON) overrides per class, e.g.
+    # {"credit_payment": {"attempts": 8, "backoff_s": 2, "timeout_s": 30}}
+    retry_attempts: int = Field(5, ge=1)
+    retry_backoff_s: float = Field(5.0, ge=0)
+    retry_backoff_cap_s: float = Field(3600.0, ge=0)
+    retry_classes: dict[str, RetryClassSettings] = Field(default_factory=dict)
+    scheduler_interval_s: float = Field(5.0, gt=0)
+    scheduler_lock_timeout_s: int = Field(180, gt=0)
 
     @field_validator("jobs", "bitcoin_addresses", "dogecoin_addresses", "ripple_addresses", mode="before")
     @classmethod
