@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from pollers.backoff import Backoff
 from pollers.cursor import PollerState
-from pollers.errors import LockLost, PollerError
+from pollers.errors import LockLost, PollerConfigError, PollerError
 from pollers.record import PaymentSink
 from pollers.rpc import CoreRpc, redact_url
 from pollers.utxo import PollReport, UtxoConfig, UtxoPoller
@@ -177,6 +177,12 @@ def stream_url(settings: Settings) -> str:
 async def run_configured_pollers(settings: Settings, store: Store, stop: asyncio.Event) -> None:
     """Run every configured network's poller until ``stop`` (for ``payq dev``)."""
     names = configured_networks(settings)
-    if not names:
-        return
-    await asyncio.gather(*(poll_network(settings, store, name, PollOptions(), stop) for name in names))
+    if names:
+        await asyncio.gather(*(_poll_configured(settings, store, name, stop) for name in names))
+
+
+async def _poll_configured(settings: Settings, store: Store, name: NetworkName, stop: asyncio.Event) -> None:
+    try:
+        await poll_network(settings, store, name, PollOptions(), stop)
+    except (SettingsError, PollerConfigError) as exc:
+        logger.error("poller not started network=%s error=%s", name, exc)

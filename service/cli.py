@@ -281,6 +281,36 @@ def cmd_openapi(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# poll --------------------------------------------------------------------------------------------
+
+
+def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
+    from pollers.errors import PollerConfigError
+    from pollers.runner import PollOptions, poll_network
+
+    if args.interval is not None and args.interval <= 0:
+        raise SettingsError("--interval must be more than 0 seconds")
+    if args.stream and args.network != "ripple":
+        raise SettingsError("--stream is for ripple only")
+    url = settings.require_redis_url()
+    options = PollOptions(interval_s=args.interval, since=args.since, stream=args.stream)
+
+    async def main() -> int:
+        store = Store.from_url(url, settings.namespace)
+        stop = asyncio.Event()
+        install_stop_handlers(stop.set)
+        try:
+            await poll_network(settings, store, args.network, options, stop)
+        finally:
+            await store.close()
+        return 0
+
+    try:
+        return run_async(main())
+    except PollerConfigError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
 # dev ---------------------------------------------------------------------------------------------
 
 
@@ -305,11 +335,14 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from pollers.runner import run_configured_pollers
     from service.app import create_app
     from workers.jobs import load_registry
     from workers.runtime import Worker
 
     store = Store.from_url(settings.require_redis_url(), settings.namespace)
+    stop_pollers = asyncio.Event()
+    pollers = asyncio.create_task(run_configured_pollers(settings, store, stop_pollers))
     worker = Worker(store, load_registry(settings.jobs), worker_options(settings))
     config = uvicorn.Config(create_app(settings, store), host=args.host, port=args.port, log_config=None)
     server = uvicorn.Server(config)
@@ -329,6 +362,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     def stop_all() -> None:
         server.should_exit = True
         worker.stop()
+        stop_pollers.set()
 
     install_stop_handlers(stop_all)
     warn_unauthenticated(settings)
@@ -340,6 +374,8 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
         server.should_exit = True
         served = await api
     finally:
+        stop_pollers.set()
+        await pollers
         await store.close()
     return 0 if served else 1
 
@@ -404,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve this worker's Prometheus metrics here")
     worker.set_defaults(handler=cmd_worker)
+
+    poll = sub.add_parser("poll", help="find payments to the watched addresses by polling a node or server")
+    poll.add_argument("network", choices=["bitcoin", "dogecoin", "ripple"])
+    poll.add_argument("--interval", type=float, default=None, help="seconds between polls (PAYQ_POLLER_INTERVAL_S)")
+    poll.add_argument("--since", default=None, help="first start only: a block hash or height, or a ledger index")
+    poll.add_argument("--stream", action="store_true", help="ripple: subscribe over WebSocket, backfill on connect")
+    poll.set_defaults(handler=cmd_poll)
 
     enqueue = sub.add_parser("enqueue", help="enqueue any Resque job")
     enqueue.add_argument("queue")

@@ -12,21 +12,8 @@ import respx
 
 from pollers.errors import RpcError
 from service.networks import Network
-from tests.pollers.conftest import BTC_ADDRESS, BTC_OTHER, DOGE_ADDRESS, UtxoFactory, route_node
+from tests.pollers.conftest import BTC_ADDRESS, BTC_OTHER, DOGE_ADDRESS, UtxoFactory, cursor, job_ids, jobs, route_node
 from tests.pollers.core_node import CoreNode, block_hash, txid
-
-
-def jobs(sync_redis: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in sync_redis.lrange(f"resque:queue:{queue}", 0, -1)]
-
-
-def job_ids(sync_redis: redis.Redis, queue: str) -> list[str]:
-    return [job["args"][0]["id"] for job in jobs(sync_redis, queue)]
-
-
-def cursor(sync_redis: redis.Redis, network: str) -> dict[str, Any] | None:
-    raw = sync_redis.get(f"resque:payq:cursor:{network}")
-    return None if raw is None else dict(json.loads(raw))
 
 
 def lsb_params(node: CoreNode) -> list[list[Any]]:
