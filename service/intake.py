@@ -9,6 +9,7 @@ the sender retries, and nothing is remembered about the delivery.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -39,6 +40,9 @@ T = TypeVar("T")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 RETRY_AFTER_S = 5
+# Redis steps one app runs at once. redis-py's pool fails at once (MaxConnectionsError) instead of waiting
+# once its 100 connections are busy, so a burst of deliveries queues here rather than turning into 503s.
+REDIS_CONCURRENCY = 48
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}")
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
@@ -195,14 +199,14 @@ async def _handle(request: Request, network_name: str, delivery: _Delivery) -> t
     raw = await _read_body(request, settings.max_body_bytes)
     delivery.webhook_id, delivery.auth = _authenticate(request, settings, raw)
     if delivery.webhook_id is not None:
-        stored = await _redis(load_delivery(store, delivery.webhook_id))
+        stored = await _redis(request, load_delivery(store, delivery.webhook_id))
         if stored is not None:
             delivery.replayed = True
             _log_replay(delivery)
             return 202, _mark_duplicate(stored)
 
     observations = _parse(settings, network, raw, delivery.request_id)
-    delivery.outcomes = await _redis(record_observations(store, settings, observations))
+    delivery.outcomes = await _redis(request, record_observations(store, settings, observations))
     answer = IntakeAnswer(
         request_id=delivery.request_id,
         network=network.value,
@@ -212,7 +216,7 @@ async def _handle(request: Request, network_name: str, delivery: _Delivery) -> t
     )
     body = orjson.dumps(answer.model_dump(exclude_none=True))
     if delivery.webhook_id is not None:
-        await _redis(save_delivery(store, delivery.webhook_id, body, settings.delivery_retention_s))
+        await _redis(request, save_delivery(store, delivery.webhook_id, body, settings.delivery_retention_s))
     _log_accepted(delivery)
     return 202, body
 
@@ -292,10 +296,15 @@ def _parse(settings: Settings, network: Network, raw: bytes, request_id: str) ->
         raise _Refused(422, "invalid_payment", "the body is not a valid payment", "body") from None
 
 
-async def _redis(step: Awaitable[T]) -> T:
+async def _redis(request: Request, step: Awaitable[T]) -> T:
     """Await a Redis step; an unreachable Redis (or lagging replicas) becomes a 503 the sender retries."""
+    state = request.app.state
+    slots: asyncio.Semaphore | None = getattr(state, "intake_redis_slots", None)
+    if slots is None:
+        slots = state.intake_redis_slots = asyncio.Semaphore(REDIS_CONCURRENCY)
     try:
-        result: T = await step
+        async with slots:
+            result: T = await step
     except NotReplicated as exc:
         raise _Refused(503, "unavailable", str(exc)) from None
     except (RedisError, OSError) as exc:

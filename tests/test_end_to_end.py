@@ -1,0 +1,83 @@
+"""End to end: `payq send` → the API over HTTP → Redis → a payq worker performs `log` with the payment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+import uvicorn
+
+from service.app import create_app
+from service.redis_server import free_port
+from service.settings import Settings
+from tests.service.intake_client import SECRET
+from workers.connection import Store
+from workers.jobs import load_registry
+from workers.runtime import Worker, WorkerOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def payq_send(url: str, redis_url: str, *args: str) -> tuple[int, bytes]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PAYQ_")}
+    environment.update({"PAYQ_WEBHOOK_SECRETS": SECRET, "PAYQ_REDIS_URL": redis_url})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "send", *args, "--url", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment, cwd=ROOT,
+    )  # fmt: skip
+    out, _err = await process.communicate()
+    return int(process.returncode or 0), out
+
+
+async def test_payq_send_reaches_log_job_through_api_and_redis(
+    redis_url: str, store: Store, sync_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = Settings(redis_url=redis_url, webhook_secrets=SECRET)  # type: ignore[arg-type]
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    options = WorkerOptions(queues=("bitcoin:incoming",), poll_interval_s=0.2)
+    worker = Worker(store, load_registry(), options)
+    working = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: server.started)
+        status, out = await payq_send(f"http://127.0.0.1:{port}", redis_url, "bitcoin", "--amount", "0.0042")
+        answer = orjson.loads(out)
+        [outcome] = answer["payments"]
+        line = (
+            f"payment received id={outcome['id']} network=bitcoin amount=0.00420000 currency=BTC "
+            f"address=bc1qnn4m5gjyww2hvyc6trdnhawkcd798zwsp8qrmd confirmations=1 request_id={answer['request_id']}"
+        )
+        await wait_until(lambda: line in [r.getMessage() for r in caplog.records])
+    finally:
+        worker.stop()
+        await working
+        server.should_exit = True
+        await serving
+
+    assert status == 0
+    assert outcome["status"] == "enqueued" and answer["delivery"] == "new"
+    assert sync_redis.llen("resque:queue:bitcoin:incoming") == 0
+    assert sync_redis.get("resque:stat:processed") == b"1"
+    [accepted] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("webhook accepted")]
+    assert accepted.startswith(
+        f"webhook accepted request_id={answer['request_id']} network=bitcoin status=202 auth=signature webhook_id=msg_"
+    )
+    assert accepted.endswith("enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0")
