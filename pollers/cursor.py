@@ -18,10 +18,13 @@ from service.payments import Payment
 from workers.connection import Store, as_text
 
 # KEYS: lock, cursor.  ARGV: token, cursor value, lock ttl (ms).
+# A lock that expired during a slow poll and that nobody took is taken back; one held by another
+# process is not, and the cursor stays where that process put it.
 _SAVE_CURSOR = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
 """
 
@@ -94,7 +97,7 @@ class PollerState:
         return value if isinstance(value, dict) else None
 
     async def save_cursor(self, value: Mapping[str, Any], scope: str = "") -> None:
-        """Write the cursor and renew the lock in one step; raise LockLost if the lock is not ours."""
+        """Write the cursor and renew the lock in one step; raise LockLost if another process holds the lock."""
         raw = json.dumps(dict(value), separators=(",", ":"), sort_keys=True)
         saved = await self._save(
             keys=[self._lock_key, self.cursor_key(scope)], args=[self.token, raw, self.lock_ttl_ms]

@@ -124,6 +124,8 @@ class XrplPoller:
                 account=account, ledger_index_min=low, ledger_index_max=latest, forward=True,
                 limit=self.config.page_limit, marker=marker,
             )  # fmt: skip
+            if not await self.state.hold_lock():  # renewed per page: an account's history can be long
+                raise LockLost("the ripple poller lock is held by another process")
             result = await self._request(client, request)
             transactions = result.get("transactions")
             if not isinstance(transactions, list):
