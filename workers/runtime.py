@@ -143,8 +143,9 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="payq-heartbeat"),
             asyncio.create_task(self._listen_for_wakeups(), name="payq-wakeups"),
         ]
-        if self.scheduler:
-            background.append(asyncio.create_task(self.scheduler.run(), name="payq-scheduler"))
+        scheduling = asyncio.create_task(self.scheduler.run(), name="payq-scheduler") if self.scheduler else None
+        if scheduling:
+            background.append(scheduling)
         try:  # jobs enqueued from here on wake the slots; a slow subscription only costs latency
             await asyncio.wait_for(self._subscribed.wait(), self.options.poll_interval_s)
         except TimeoutError:
@@ -161,9 +162,9 @@ class Worker:
             await self._stopping.wait()
             await self._drain(slot_tasks)
         finally:
-            if self.scheduler:  # let it hand the leader lock over before the tasks are cancelled
+            if self.scheduler and scheduling:  # let it hand the leader lock over before tasks are cancelled
                 self.scheduler.stop()
-                await asyncio.wait(background[2:], timeout=5.0)
+                await asyncio.wait({scheduling}, timeout=5.0)
             for task in background + slot_tasks:
                 task.cancel()
             await asyncio.gather(*background, *slot_tasks, return_exceptions=True)
