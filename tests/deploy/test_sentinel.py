@@ -5,17 +5,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 from redis.exceptions import RedisError
 
+from service.app import create_app
 from tests.deploy.topologies import SentinelGroup
+from tests.service.intake_client import intake_settings, signed_headers, utxo_body
 from workers.connection import SentinelUrl, open_store
 from workers.jobs import Registry
 from workers.queues import enqueue
 from workers.runtime import Worker, WorkerOptions
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
     group = SentinelGroup(Path(tmp_path_factory.mktemp("sentinel")))
     group.start()
@@ -79,6 +83,59 @@ async def test_worker_follows_failover_and_loses_no_acknowledged_job(sentinel_gr
         deadline = time.monotonic() + 10
         while not await store.redis.sismember(store.keys.workers, "failover:1:q"):
             assert time.monotonic() < deadline, "the worker did not re-register on the new master"
+            await asyncio.sleep(0.05)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        await store.close()
+
+
+@pytest.mark.timeout(120)
+async def test_intake_answers_503_briefly_and_loses_no_acknowledged_payment(sentinel_group: SentinelGroup) -> None:
+    settings = intake_settings(sentinel_group.url, redis_wait_replicas=1, bitcoin_job_class="record")
+    store = await open_store(sentinel_group.url)
+    performed: set[str] = set()
+    registry = Registry()
+    registry.register(lambda payment: performed.add(payment["id"]), "record")
+    options = WorkerOptions(
+        queues=("bitcoin:incoming",), hostname="intake", pid=2, poll_interval_s=0.1, worker_timeout_s=5
+    )
+    worker = Worker(store, registry, options)
+    task = asyncio.create_task(worker.run())
+    transport = httpx.ASGITransport(create_app(settings, store))
+    acknowledged: list[str] = []
+    refused_while_down = 0
+    first_master = sentinel_group.master_port()
+    try:
+        await asyncio.wait_for(worker.started.wait(), 10)
+        async with httpx.AsyncClient(transport=transport, base_url="http://payq.test") as client:
+            n = 0
+            down_since: float | None = None
+            deadline = time.monotonic() + 60
+            while len(acknowledged) < 60:
+                assert time.monotonic() < deadline, f"only {len(acknowledged)} payments acknowledged"
+                if len(acknowledged) == 30 and sentinel_group.master_port() == first_master:
+                    await asyncio.to_thread(sentinel_group.kill_master)
+                body = orjson.dumps(utxo_body(txid=f"{n:064x}"))
+                response = await client.post("/payments/bitcoin", content=body, headers=signed_headers(body))
+                if response.status_code == 503:
+                    refused_while_down += 1
+                    down_since = down_since or time.monotonic()
+                    await asyncio.sleep(0.05)
+                    continue  # a sender retries the same payment
+                assert response.status_code == 202, response.text
+                [outcome] = response.json()["payments"]
+                assert outcome["status"] in {"enqueued", "duplicate"}
+                if down_since is not None:
+                    print(f"intake answered 503 for {time.monotonic() - down_since:.1f}s during the failover")
+                    down_since = None
+                acknowledged.append(outcome["id"])
+                n += 1
+        assert sentinel_group.master_port() != first_master
+        assert refused_while_down > 0, "the failover was never noticed"
+        deadline = time.monotonic() + 30
+        while not set(acknowledged) <= performed:
+            assert time.monotonic() < deadline, f"acknowledged but never performed: {set(acknowledged) - performed}"
             await asyncio.sleep(0.05)
     finally:
         worker.stop()
