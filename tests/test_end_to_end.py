@@ -81,3 +81,36 @@ async def test_payq_send_reaches_log_job_through_api_and_redis(
         f"webhook accepted request_id={answer['request_id']} network=bitcoin status=202 auth=signature webhook_id=msg_"
     )
     assert accepted.endswith("enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0")
+
+
+async def test_payq_api_serves_payq_send_and_keeps_the_token_out_of_its_log(
+    redis_url: str, sync_redis: redis.Redis, tmp_path: Path
+) -> None:
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PAYQ_")}
+    environment.update({"PAYQ_REDIS_URL": redis_url, "PAYQ_WEBHOOK_TOKENS": "tok-e2e-5b7d1c"})
+    log = (tmp_path / "api.log").open("wb")
+    api = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "api", "--port", str(port), "--workers", "2",
+        stdout=log, stderr=log, env=environment, cwd=ROOT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: "Application startup complete" in (tmp_path / "api.log").read_text())
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service.cli", "send", "dogecoin", "--url", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment, cwd=ROOT,
+        )  # fmt: skip
+        out, err = await process.communicate()
+    finally:
+        api.terminate()
+        await api.wait()
+        log.close()
+
+    assert process.returncode == 0, err
+    [outcome] = orjson.loads(out)["payments"]
+    assert outcome["status"] == "enqueued" and outcome["confirmations"] == 6
+    assert sync_redis.llen("resque:queue:dogecoin:incoming") == 1
+    text = (tmp_path / "api.log").read_text() + err.decode()
+    assert "POST /payments/dogecoin?token=<redacted>" in text
+    assert "tok-e2e-5b7d1c" not in text

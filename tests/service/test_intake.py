@@ -404,3 +404,33 @@ async def test_post_payments_never_logs_secrets(
 
 def test_intake_settings_are_valid_settings() -> None:
     assert isinstance(intake_settings("redis://127.0.0.1:1/0"), Settings)
+
+
+async def test_post_payments_counts_outcomes_in_metrics(store: Store, redis_url: str) -> None:
+    settings = intake_settings(redis_url)
+    async with intake_client(settings, store) as client:
+        await post_signed(client, "bitcoin", orjson.dumps(utxo_body()))
+        await client.post("/payments/bitcoin", content=b"{}")
+        await client.post(f"/payments/ripple?token={TOKEN}", content=b"[]")
+        metrics = (await client.get("/metrics")).text
+
+    assert 'payq_webhook_requests_total{network="bitcoin",outcome="accepted"} 1.0' in metrics
+    assert 'payq_webhook_requests_total{network="bitcoin",outcome="unauthorized"} 1.0' in metrics
+    assert 'payq_webhook_requests_total{network="ripple",outcome="invalid"} 1.0' in metrics
+    assert "payq_enqueue_latency_seconds_count 1.0" in metrics
+
+
+async def test_post_payments_answers_500_only_for_a_bug_and_logs_it(
+    store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in payq")
+
+    monkeypatch.setattr("service.intake.parse_body", broken)
+    async with intake_client(intake_settings(redis_url), store) as client:
+        response = await client.post(f"/payments/bitcoin?token={TOKEN}", content=orjson.dumps(utxo_body()))
+
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal" and "bug" not in response.text
+    [record] = [r for r in caplog.records if r.getMessage().startswith("webhook failed")]
+    assert record.exc_info is not None and record.levelno == logging.ERROR
