@@ -25,6 +25,10 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def configure_logging(level: str) -> None:
+    # payq's log format names no source file, thread or process: skip collecting them for every line
+    # (a worker at info logs a line per job; see the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

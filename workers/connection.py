@@ -114,7 +114,7 @@ class Store:
     redis: Redis
     keys: Keys = field(default_factory=Keys)
     enqueue: AsyncScript = field(init=False)
-    claim: AsyncScript = field(init=False)
+    finish_and_claim: AsyncScript = field(init=False)
     finish: AsyncScript = field(init=False)
     requeue: AsyncScript = field(init=False)
     recover: AsyncScript = field(init=False)
@@ -123,7 +123,7 @@ class Store:
 
     def __post_init__(self) -> None:
         self.enqueue = self.redis.register_script(scripts.ENQUEUE)
-        self.claim = self.redis.register_script(scripts.CLAIM)
+        self.finish_and_claim = self.redis.register_script(scripts.FINISH_AND_CLAIM)
         self.finish = self.redis.register_script(scripts.FINISH)
         self.requeue = self.redis.register_script(scripts.REQUEUE)
         self.recover = self.redis.register_script(scripts.RECOVER)

@@ -29,11 +29,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers.clock import iso_offset, iso_z, ruby_failed_at, ruby_started, utcnow
+from workers.claims import ClaimBatcher, SlotKeys
+from workers.clock import iso_offset, ruby_failed_at, ruby_started, utcnow
 from workers.codec import Job, decode_job
-from workers.connection import Store, as_bytes, as_text
+from workers.connection import Store, as_text
 from workers.jobs import Registry
-from workers.retry import NO_RETRY, RetryOverride, RetryPolicy, Settled, resolve_policy, settle_job
+from workers.retry import (
+    NO_RETRY,
+    RetryOverride,
+    RetryPolicy,
+    Settled,
+    fingerprint,
+    resolve_policy,
+    retry_form,
+    settle_job,
+)
 from workers.scheduler import Scheduler
 from workers.status import split_worker_id
 from workers.timeouts import perform
@@ -81,6 +91,7 @@ class Slot:
     name: str
     id: str
     record_key: str
+    keys: SlotKeys
     in_flight: _InFlight | None = None
 
 
@@ -107,7 +118,8 @@ class Worker:
         names = (
             [base] if self.options.concurrency == 1 else [f"{base}+{n}" for n in range(1, self.options.concurrency + 1)]
         )
-        self.slots = [Slot(name, f"{name}:{queues}", store.keys.worker(f"{name}:{queues}")) for name in names]
+        self.slots = [self._slot(name, f"{name}:{queues}") for name in names]
+        self._claims = ClaimBatcher(store)
         self._queues: list[str] = [] if self.options.wildcard else list(self.options.queues)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -124,6 +136,11 @@ class Worker:
             if self.options.scheduler
             else None
         )
+
+    def _slot(self, name: str, worker_id: str) -> Slot:
+        keys = self.store.keys
+        record_key = keys.worker(worker_id)
+        return Slot(name, worker_id, record_key, SlotKeys(name, record_key, keys.stat("processed", worker_id)))
 
     @property
     def ids(self) -> list[str]:
@@ -215,17 +232,20 @@ class Worker:
                 await self._requeue(slot, slot.in_flight)
 
     async def _requeue(self, slot: Slot, job: _InFlight) -> None:
+        """Push back the job the slot's record holds (``job`` as far as the slot knows)."""
         keys = self.store.keys
         try:
             pushed = await self.store.requeue(
-                keys=[slot.record_key, keys.queue(job.queue), keys.queues],
-                args=[job.job_raw, job.queue, keys.wake_channel],
+                keys=[slot.record_key, keys.queues],
+                args=[keys.queue_prefix, keys.wake_channel],
             )
         except _REDIS_DOWN as exc:
             logger.error("unfinished job not pushed back worker=%s queue=%s error=%s", slot.id, job.queue, exc)
             return
-        if pushed:
+        if pushed == 1:
             logger.warning("unfinished job pushed back worker=%s queue=%s", slot.id, job.queue)
+        elif pushed < 0:
+            logger.error("unfinished job left in its unreadable record worker=%s key=%s", slot.id, slot.record_key)
         slot.in_flight = None
 
     # heartbeats and recovery -----------------------------------------------------------------
@@ -340,47 +360,46 @@ class Worker:
             members = await self.store.redis.smembers(self.store.keys.queues)
             self._queues = sorted(as_text(m) for m in members)
 
-    async def _claim(self, slot: Slot) -> tuple[str, bytes] | None:
-        queues = self._queues
-        if not queues:
-            return None
-        keys = self.store.keys
-        claimed = await self.store.claim(
-            keys=[slot.record_key, *(keys.queue(q) for q in queues)],
-            args=[slot.name, iso_z(utcnow()), *queues],
-        )
-        if not claimed:
-            return None
-        index, raw = claimed
-        return queues[int(index)], as_bytes(raw)
+    async def _claim(
+        self, slot: Slot, finished: bytes = b"", state_key: str = ""
+    ) -> tuple[bool, tuple[str, bytes] | None]:
+        """Claim the slot's next job, after counting ``finished`` (the bytes of a job the slot just
+        performed, whose retry state is ``state_key``) in the same step; return whether ``finished``
+        was counted, and the queue and bytes of the job claimed."""
+        queues = tuple(self._queues)
+        if not queues and not finished:
+            return False, None
+        return await self._claims.finish_and_claim(slot.keys, queues, finished, state_key)
 
     async def _work(self, slot: Slot) -> None:
         backoff_s = 0.05
         idle = True
+        claimed: tuple[str, bytes] | None = None
         while not self._stopping.is_set():
-            wake = self._wake
-            try:
-                if idle:
-                    await self._refresh_queues()
-                claimed = await self._claim(slot)
-            except _REDIS_DOWN as exc:
-                logger.warning("claim failed worker=%s error=%s", slot.id, exc)
-                await self._pause(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
-                continue
-            except RedisError:
-                logger.exception("claim failed worker=%s", slot.id)
-                await self._pause(5.0)
-                continue
-            backoff_s = 0.05
-            if claimed is None:
-                idle = True
-                await self._pause(self.options.poll_interval_s, wake)
-                continue
-            idle = False
+            if claimed is None:  # the previous job did not hand over a next one: claim on its own
+                wake = self._wake
+                try:
+                    if idle:
+                        await self._refresh_queues()
+                    _, claimed = await self._claim(slot)
+                except _REDIS_DOWN as exc:
+                    logger.warning("claim failed worker=%s error=%s", slot.id, exc)
+                    await self._pause(backoff_s)
+                    backoff_s = min(backoff_s * 2, 5.0)
+                    continue
+                except RedisError:
+                    logger.exception("claim failed worker=%s", slot.id)
+                    await self._pause(5.0)
+                    continue
+                backoff_s = 0.05
+                if claimed is None:
+                    idle = True
+                    await self._pause(self.options.poll_interval_s, wake)
+                    continue
+                idle = False
             queue, raw = claimed
             slot.in_flight = _InFlight(raw, queue)
-            await self._perform(slot, queue, raw)
+            claimed = await self._perform(slot, queue, raw)
 
     async def _pause(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         waiter = wake or self._wake
@@ -389,10 +408,12 @@ class Worker:
         except TimeoutError:
             pass
 
-    async def _perform(self, slot: Slot, queue: str, raw: bytes) -> None:
+    async def _perform(self, slot: Slot, queue: str, raw: bytes) -> tuple[str, bytes] | None:
+        """Perform one job and record its outcome; return the next job when the same step claimed one."""
         started = time.perf_counter()
         class_name = "?"
         error: BaseException | None = None
+        job: Job | None = None
         try:
             job = decode_job(raw)
             class_name = job.class_name
@@ -402,7 +423,11 @@ class Worker:
         except Exception as exc:
             error = exc
         duration_s = time.perf_counter() - started
-        settled = await self._finish(slot, queue, raw, error, self._policy(class_name))
+        claimed: tuple[str, bytes] | None = None
+        if error is None and job is not None and not self._stopping.is_set():
+            settled, claimed = await self._finish_and_claim(slot, queue, job)
+        else:
+            settled = await self._finish(slot, queue, raw, error, self._policy(class_name))
         if settled and settled.retry_at_s is not None:
             logger.warning(
                 "job failed, retry scheduled class=%s queue=%s worker=%s attempt=%d retry_at=%d exception=%s error=%s",
@@ -433,6 +458,7 @@ class Worker:
             )
         if self.on_job:
             self.on_job(class_name, queue, duration_s, error is None)
+        return claimed
 
     async def _call(self, job: Job) -> None:
         spec = self.registry.get(job.class_name)
@@ -443,6 +469,29 @@ class Worker:
     def _policy(self, class_name: str) -> RetryPolicy:
         declared = self.registry.get(class_name).retry if class_name in self.registry else None
         return resolve_policy(declared, self.options.retry_default, self.options.retry_overrides.get(class_name))
+
+    async def _finish_and_claim(
+        self, slot: Slot, queue: str, job: Job
+    ) -> tuple[Settled | None, tuple[str, bytes] | None]:
+        """Count a performed job and claim the next in one step, retrying while Redis is away (the
+        step may safely run twice)."""
+        state_key = self.store.keys.retry_state(fingerprint(retry_form(job, queue)))
+        backoff_s = 0.05
+        while True:
+            try:
+                counted, claimed = await self._claim(slot, job.raw, state_key)
+                break
+            except _REDIS_DOWN as exc:
+                if self._stopping.is_set() and backoff_s >= 1.0:
+                    logger.error("job outcome not recorded worker=%s queue=%s error=%s", slot.id, queue, exc)
+                    return None, None
+                logger.warning("recording job outcome failed worker=%s error=%s", slot.id, exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+        if not counted:
+            logger.warning("job outcome dropped, job already pushed back worker=%s queue=%s", slot.id, queue)
+        slot.in_flight = _InFlight(claimed[1], claimed[0]) if claimed else None
+        return Settled(counted, 1), claimed
 
     async def _finish(
         self, slot: Slot, queue: str, raw: bytes, error: BaseException | None, policy: RetryPolicy

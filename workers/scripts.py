@@ -14,25 +14,83 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return n
 """
 
-# Pop the first job in priority order and record it as in flight, in one step.
-# KEYS: worker record, queue lists in priority order.
-# ARGV: worker name, run_at, queue names (same order as the lists).
-# The record embeds the job's raw bytes as its last member, so the job can be lifted back out
-# unchanged; a job that is not JSON is embedded as a JSON string.
-CLAIM = """
-for i = 2, #KEYS do
-  local raw = redis.call('LPOP', KEYS[i])
-  if raw then
-    local ok, decoded = pcall(cjson.decode, raw)
-    local payload = raw
-    if not ok or type(decoded) ~= 'table' then payload = cjson.encode(raw) end
-    local record = '{"queue":' .. cjson.encode(ARGV[i + 1]) .. ',"run_at":' .. cjson.encode(ARGV[2])
-      .. ',"worker":' .. cjson.encode(ARGV[1]) .. ',"payload":' .. payload .. '}'
-    redis.call('SET', KEYS[1], record)
-    return {i - 2, raw}
-  end
+# Finish the jobs that worker slots just performed and claim their next ones, for any number of
+# slots in one step: while a queue is busy a worker process makes one round trip per batch of jobs.
+# For each slot, the finished job (if any) is counted and its in-flight record cleared; then the
+# first job in priority order is popped and recorded as the slot's in-flight job. The record embeds
+# the job's raw bytes as its last member, so the job can be lifted back out unchanged (a job that is
+# not JSON is embedded as a JSON string).
+# KEYS: stat:processed; then per slot: worker record, stat:processed:<id>, retry state; then the
+#       queue lists in priority order.
+# ARGV: run_at, slot count; then per slot: worker name, finished job's raw bytes ('' when only
+#       claiming); then the queue names (same order as the lists).
+# Returns per slot {finished, queue, raw}, or {finished} when every queue is empty; finished is 1
+# when the finished job was counted and 0 when its record had gone (dead-worker recovery pushed it
+# back).
+# The step may run twice (a client sends it again when the answer was lost with the connection), so
+# a record that is not the finished job's is the job this step claimed the first time: it is handed
+# out again rather than overwritten. The same holds for a record left under this worker id by an
+# earlier process with the same host and pid. One case stays ambiguous: when that re-sent step's
+# claimed job has exactly the finished job's bytes, it is taken for the finished one and counted
+# without being performed; payq's payment jobs carry their payment id and are never identical.
+FINISH_AND_CLAIM = """
+local slots = tonumber(ARGV[2])
+local first_queue = 3 * slots + 2
+local empty = false
+
+local function lift(record)
+  local ok, r = pcall(cjson.decode, record)
+  local at = string.find(record, ',"payload":', 1, true)
+  if not (ok and type(r) == 'table' and type(r.queue) == 'string' and at) then return nil end
+  local raw = r.payload
+  if type(raw) ~= 'string' then raw = string.sub(record, at + 11, -2) end
+  return r.queue, raw
 end
-return false
+
+local function settle(record_key, counter_key, state_key, finished)
+  local record = redis.call('GET', record_key)
+  if not record or finished == '' then return 0, record end
+  local tail = ',"payload":' .. finished .. '}'
+  local mine = string.sub(record, -#tail) == tail
+  if not mine then
+    tail = ',"payload":' .. cjson.encode(finished) .. '}'
+    mine = string.sub(record, -#tail) == tail
+  end
+  if not mine then return 1, record end
+  redis.call('DEL', record_key, state_key)
+  redis.call('INCR', KEYS[1])
+  redis.call('INCR', counter_key)
+  return 1, false
+end
+
+local function claim(record_key, name)
+  if empty then return nil end
+  for i = first_queue, #KEYS do
+    local raw = redis.call('LPOP', KEYS[i])
+    if raw then
+      local queue = ARGV[i - first_queue + 2 * slots + 3]
+      local ok, decoded = pcall(cjson.decode, raw)
+      local payload = raw
+      if not ok or type(decoded) ~= 'table' then payload = cjson.encode(raw) end
+      redis.call('SET', record_key, '{"queue":' .. cjson.encode(queue) .. ',"run_at":' .. cjson.encode(ARGV[1])
+        .. ',"worker":' .. cjson.encode(name) .. ',"payload":' .. payload .. '}')
+      return queue, raw
+    end
+  end
+  empty = true
+  return nil
+end
+
+local results = {}
+for s = 1, slots do
+  local record_key = KEYS[3 * s - 1]
+  local finished, record = settle(record_key, KEYS[3 * s], KEYS[3 * s + 1], ARGV[2 * s + 2])
+  local queue, raw
+  if record then queue, raw = lift(record) end
+  if not queue then queue, raw = claim(record_key, ARGV[2 * s + 1]) end
+  if queue then results[s] = {finished, queue, raw} else results[s] = {finished} end
+end
+return results
 """
 
 # Finish a job: clear the in-flight record and count it, atomically.
@@ -46,13 +104,24 @@ if ARGV[1] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[1]) end
 return 1
 """
 
-# Put an unfinished job back at the head of its queue, unless someone already did.
-# KEYS: worker record, queue list, queues set.  ARGV: raw job, queue name, wake channel.
+# Put a slot's unfinished job back at the head of its queue, unless someone already did (the record
+# is gone). The job is lifted out of the in-flight record byte for byte, so it is whichever job the
+# record holds even when the worker did not hear back from the step that claimed it.
+# KEYS: worker record, queues set.  ARGV: queue key prefix, wake channel.
+# Returns 1 when a job was pushed back, 0 when there was none, -1 when the record is unreadable (it
+# is left for an operator).
 REQUEUE = """
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[3], ARGV[2])
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[2])
+local record = redis.call('GET', KEYS[1])
+if not record then return 0 end
+local ok, r = pcall(cjson.decode, record)
+local at = string.find(record, ',"payload":', 1, true)
+if not (ok and type(r) == 'table' and type(r.queue) == 'string' and at) then return -1 end
+redis.call('DEL', KEYS[1])
+local raw = r.payload
+if type(raw) ~= 'string' then raw = string.sub(record, at + 11, -2) end
+redis.call('SADD', KEYS[2], r.queue)
+redis.call('LPUSH', ARGV[1] .. r.queue, raw)
+redis.call('PUBLISH', ARGV[2], r.queue)
 return 1
 """
 

@@ -30,7 +30,9 @@ async def perform(
     worker's pool, so that a stuck one neither takes a pool thread for good nor blocks the process
     from exiting. Jobs that call out over the network should set their own I/O timeouts as well.
     """
-    if is_async:
+    if is_async and timeout_s is None:
+        await func(*args)
+    elif is_async:
         await _within(func(*args), timeout_s)
     elif timeout_s is None:
         await asyncio.get_running_loop().run_in_executor(executor, partial(func, *args))

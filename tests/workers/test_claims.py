@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import redis
+
+from workers.claims import ClaimBatcher, SlotKeys
+from workers.codec import encode_job
+from workers.connection import Store
+
+
+def slot_keys(name: str) -> SlotKeys:
+    worker_id = f"{name}:q"
+    return SlotKeys(name, f"resque:worker:{worker_id}", f"resque:stat:processed:{worker_id}")
+
+
+def push(sync_redis: redis.Redis, queue: str, *jobs: bytes) -> None:
+    sync_redis.sadd("resque:queues", queue)
+    sync_redis.rpush(f"resque:queue:{queue}", *jobs)
+
+
+def evalsha_calls(sync_redis: redis.Redis) -> int:
+    stats = sync_redis.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
+
+
+async def test_claim_jobs_for_several_slots_in_one_step(store: Store, sync_redis: redis.Redis) -> None:
+    high, low = encode_job("high", "pay", [1]), encode_job("low", "pay", [2])
+    push(sync_redis, "high", high)
+    push(sync_redis, "low", low)
+    batcher = ClaimBatcher(store)
+    await batcher.finish_and_claim(slot_keys("warmup"), ("none",))  # loads the script
+    before = evalsha_calls(sync_redis)
+
+    replies = await asyncio.gather(*(batcher.finish_and_claim(slot_keys(f"h:{n}"), ("high", "low")) for n in (1, 2, 3)))
+
+    assert evalsha_calls(sync_redis) - before == 1
+    assert replies == [(False, ("high", high)), (False, ("low", low)), (False, None)]
+    record = sync_redis.get("resque:worker:h:1:q") or b""
+    assert record.endswith(b',"payload":' + high + b"}")
+    assert orjson.loads(record)["worker"] == "h:1"
+    assert not sync_redis.exists("resque:worker:h:3:q")
+
+
+async def test_finish_and_claim_counts_job_and_clears_retry_state(store: Store, sync_redis: redis.Redis) -> None:
+    done, following = encode_job("q", "pay", ["a"]), encode_job("q", "pay", ["b"])
+    push(sync_redis, "q", done, following)
+    batcher = ClaimBatcher(store)
+    slot = slot_keys("h:1")
+    assert await batcher.finish_and_claim(slot, ("q",)) == (False, ("q", done))
+    sync_redis.set("resque:payq:retry:abc", b"[]")
+
+    counted, claimed = await batcher.finish_and_claim(slot, ("q",), done, "resque:payq:retry:abc")
+
+    assert counted and claimed == ("q", following)
+    assert sync_redis.get("resque:stat:processed") == b"1"
+    assert sync_redis.get("resque:stat:processed:h:1:q") == b"1"
+    assert not sync_redis.exists("resque:payq:retry:abc")
+    assert (sync_redis.get("resque:worker:h:1:q") or b"").endswith(following + b"}")
+
+
+async def test_finish_and_claim_sent_again_hands_out_the_same_job(store: Store, sync_redis: redis.Redis) -> None:
+    done, following = encode_job("q", "pay", ["a"]), encode_job("q", "pay", ["b"])
+    push(sync_redis, "q", done, following, encode_job("q", "pay", ["c"]))
+    slot = slot_keys("h:1")
+    batcher = ClaimBatcher(store)
+    await batcher.finish_and_claim(slot, ("q",))
+
+    first = await batcher.finish_and_claim(slot, ("q",), done, "resque:payq:retry:x")
+    again = await batcher.finish_and_claim(slot, ("q",), done, "resque:payq:retry:x")
+
+    assert first == again == (True, ("q", following))
+    assert sync_redis.get("resque:stat:processed") == b"1"
+    assert sync_redis.llen("resque:queue:q") == 1
+
+
+async def test_claim_hands_out_job_left_in_record(store: Store, sync_redis: redis.Redis) -> None:
+    left = encode_job("q", "pay", ["left"])
+    sync_redis.set(
+        "resque:worker:h:1:q", b'{"queue":"q","run_at":"2026-12-03T15:40:37Z","worker":"h:1","payload":' + left + b"}"
+    )
+    push(sync_redis, "q", encode_job("q", "pay", ["next"]))
+
+    assert await ClaimBatcher(store).finish_and_claim(slot_keys("h:1"), ("q",)) == (False, ("q", left))
+    assert sync_redis.llen("resque:queue:q") == 1
+
+
+async def test_finish_and_claim_reports_job_pushed_back_by_recovery(store: Store, sync_redis: redis.Redis) -> None:
+    done = encode_job("q", "pay", ["a"])
+    push(sync_redis, "q", done)
+    slot = slot_keys("h:1")
+    batcher = ClaimBatcher(store)
+    await batcher.finish_and_claim(slot, ("q",))
+    sync_redis.delete("resque:worker:h:1:q")
+
+    assert await batcher.finish_and_claim(slot, ("q",), done, "resque:payq:retry:x") == (False, None)
+    assert sync_redis.get("resque:stat:processed") is None
+
+
+async def test_claim_keeps_non_json_job_bytes(store: Store, sync_redis: redis.Redis) -> None:
+    odd = b"not json at all"
+    push(sync_redis, "q", odd)
+    slot = slot_keys("h:1")
+    batcher = ClaimBatcher(store)
+    assert await batcher.finish_and_claim(slot, ("q",)) == (False, ("q", odd))
+
+    assert await batcher.finish_and_claim(slot, ("q",), odd, "resque:payq:retry:x") == (True, None)
+    assert not sync_redis.exists("resque:worker:h:1:q")
+
+
+async def test_requeue_pushes_back_the_job_the_record_holds(store: Store, sync_redis: redis.Redis) -> None:
+    held = encode_job("q", "pay", [{"id": "bitcoin:aa:0", "amount": "0.10"}])
+    sync_redis.set(
+        "resque:worker:h:1:q", b'{"queue":"q","run_at":"2026-12-03T15:40:37Z","worker":"h:1","payload":' + held + b"}"
+    )
+    push(sync_redis, "q", encode_job("q", "pay", ["later"]))
+
+    pushed = await store.requeue(keys=["resque:worker:h:1:q", "resque:queues"], args=["resque:queue:", "wake"])
+
+    assert pushed == 1
+    assert sync_redis.lindex("resque:queue:q", 0) == held
+    assert not sync_redis.exists("resque:worker:h:1:q")
+    assert await store.requeue(keys=["resque:worker:h:1:q", "resque:queues"], args=["resque:queue:", "wake"]) == 0
