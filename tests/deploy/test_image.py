@@ -110,7 +110,7 @@ def test_image_default_command_serves_api_and_passes_healthcheck(service_env: di
     entrypoint, command = instruction("ENTRYPOINT"), instruction("CMD")
     assert entrypoint == ["payq"] and command[0] == "api"
     port = str(free_port())
-    args = [port if previous == "--port" else arg for previous, arg in zip(["", *command], command, strict=True)]
+    args = [port if previous == "--port" else arg for previous, arg in zip(["", *command[:-1]], command, strict=True)]
     api = payq(service_env, *args)
     try:
         health = instruction("HEALTHCHECK")
@@ -141,3 +141,25 @@ def test_dockerfile_runs_as_non_root_with_stop_settings() -> None:
     assert re.search(r"^FROM\s+python:3\.1[1-9]-slim", DOCKERFILE, re.MULTILINE)
     compose = (ROOT / "compose.yaml").read_text()
     assert "stop_grace_period: 30s" in compose and "--appendfsync" in compose
+
+
+@pytest.mark.timeout(600)
+def test_image_poll_command_keeps_running_while_node_is_down(service_env: dict[str, str]) -> None:
+    closed_port = free_port()
+    env = {
+        **service_env,
+        "PAYQ_BITCOIN_RPC_URL": f"http://user:secret@127.0.0.1:{closed_port}/",
+        "PAYQ_BITCOIN_ADDRESSES": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+    }
+    poller = payq(env, "--log-level", "info", "poll", "bitcoin", "--interval", "0.2")
+    assert poller.stdout is not None
+    seen: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while not any(b"poll failed network=bitcoin" in line for line in seen):
+        assert poller.poll() is None, b"".join(seen).decode()
+        assert time.monotonic() < deadline, "the poller never reported the unreachable node"
+        seen.append(poller.stdout.readline())
+    out = b"".join(seen) + stop(poller)
+    assert poller.returncode == 0, out.decode()
+    assert b"poller started network=bitcoin" in out and b"poller stopped network=bitcoin" in out
+    assert b"secret" not in out
