@@ -82,7 +82,16 @@ async def record_observations(store: Store, settings: Settings, observations: Se
         single = store.redis.client()
         try:
             outcomes = await _record(Store(single, store.keys), settings, policy, observations)
-            if any(o.result is Result.ENQUEUED for o in outcomes):
+            duplicates = [o.id for o in outcomes if o.result is Result.DUPLICATE]
+            if duplicates:
+                # A duplicate may be the retry of a request answered 503 because its job had not
+                # reached enough replicas. A write on this connection, ordered after that job in the
+                # replication stream, lets WAIT vouch for it too: refresh each duplicate's retention.
+                async with single.pipeline(transaction=False) as pipe:
+                    for payment_id in duplicates:
+                        pipe.expire(store.keys.unique(payment_id), settings.dedupe_retention_s)
+                    await pipe.execute()
+            if duplicates or any(o.result is Result.ENQUEUED for o in outcomes):
                 await _wait_for_replicas(single, settings)
         finally:
             await single.aclose()

@@ -19,6 +19,8 @@ from workers.keys import Keys
 Redis = aioredis.Redis
 
 SENTINEL_SCHEME = "redis+sentinel://"
+MAX_CONNECTIONS = 64
+POOL_WAIT_S = 10.0
 _HASH_TAG = re.compile(r"\{[^{}]+\}")
 
 
@@ -75,7 +77,11 @@ def connect(url: str, **options: Any) -> Redis:
             parsed.master, db=parsed.db, password=parsed.password, decode_responses=False, **options
         )
         return cast(Redis, client)
-    return aioredis.Redis.from_url(url, decode_responses=False, **options)
+    # A burst of requests waits for a free connection instead of failing at once when all are busy.
+    options.setdefault("max_connections", MAX_CONNECTIONS)
+    options.setdefault("timeout", POOL_WAIT_S)
+    pool = aioredis.BlockingConnectionPool.from_url(url, decode_responses=False, **options)
+    return aioredis.Redis.from_pool(pool)
 
 
 async def open_store(url: str, namespace: str = "resque", **options: Any) -> Store:

@@ -110,6 +110,10 @@ async def test_post_payments_waits_for_redis_replicas(tmp_path: Path) -> None:
             on_replica = queued_ids(replica_client)
             async with intake_client(two, store) as client:
                 short = await post_signed(client, "bitcoin", orjson.dumps(utxo_body(output_index=2)))
+                # The sender retries: the job is a duplicate now, yet it is still held to the replicas.
+                retried_short = await post_signed(client, "bitcoin", orjson.dumps(utxo_body(output_index=2)))
+            async with intake_client(one, store) as client:
+                retried = await post_signed(client, "bitcoin", orjson.dumps(utxo_body(output_index=2)))
     finally:
         await store.close()
         replica.stop()
@@ -119,3 +123,5 @@ async def test_post_payments_waits_for_redis_replicas(tmp_path: Path) -> None:
     assert on_replica == [f"bitcoin:{TXID}:1"]
     assert short.status_code == 503
     assert short.json()["message"] == "1 of 2 Redis replicas acknowledged the jobs"
+    assert retried_short.status_code == 503
+    assert retried.status_code == 202 and retried.json()["payments"][0]["status"] == "duplicate"
