@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from service.intake import router as intake_router
 from service.settings import Settings, get_settings
-from workers.connection import Store
+from workers.connection import Store, open_store
 
 VERSION = "0.1.0"
 
@@ -22,7 +22,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = store is None
-        app.state.store = store or Store.from_url(settings.require_redis_url(), settings.namespace)
+        app.state.store = store or await open_store(settings.require_redis_url(), settings.namespace)
         try:
             yield
         finally:

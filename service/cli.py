@@ -16,7 +16,7 @@ import orjson
 from pydantic import ValidationError
 
 from service.settings import Settings, SettingsError, describe_error
-from workers.connection import Store
+from workers.connection import Store, open_store
 from workers.runtime import WorkerOptions
 
 logger = logging.getLogger("payq")
@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     options = worker_options(settings, args.queues, args.concurrency, scheduler=args.scheduler)
 
     async def main() -> int:
-        store = Store.from_url(url, settings.namespace)
+        store = await open_store(url, settings.namespace)
         try:
             await serve_worker(store, settings, options, args.metrics_port)
         finally:
@@ -151,7 +151,7 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     url = settings.require_redis_url()
 
     async def main() -> int:
-        store = Store.from_url(url, settings.namespace)
+        store = await open_store(url, settings.namespace)
         try:
             if when is None:
                 print((await enqueue(store, args.queue, args.job_class, job_args)).decode())
@@ -300,7 +300,7 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
     options = PollOptions(interval_s=args.interval, since=args.since, stream=args.stream)
 
     async def main() -> int:
-        store = Store.from_url(url, settings.namespace)
+        store = await open_store(url, settings.namespace)
         stop = asyncio.Event()
         install_stop_handlers(stop.set)
         try:
@@ -344,7 +344,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from workers.jobs import load_registry
     from workers.runtime import Worker
 
-    store = Store.from_url(settings.require_redis_url(), settings.namespace)
+    store = await open_store(settings.require_redis_url(), settings.namespace)
     stop_pollers = asyncio.Event()
     pollers = asyncio.create_task(run_configured_pollers(settings, store, stop_pollers))
     worker = Worker(store, load_registry(settings.jobs), worker_options(settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -11,12 +12,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers import scripts
 from workers.errors import ResqueError
 from workers.keys import Keys
 
 Redis = aioredis.Redis
+logger = logging.getLogger(__name__)
 
 SENTINEL_SCHEME = "redis+sentinel://"
 MAX_CONNECTIONS = 64
@@ -95,9 +99,11 @@ async def open_store(url: str, namespace: str = "resque", **options: Any) -> Sto
         return Store(client, Keys(namespace))
     try:
         info = await client.info("cluster")
-    except Exception:
-        await client.aclose()
-        raise
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        # Redis is not up yet: start anyway (the API answers 503, workers wait) and assume a
+        # single server; a cluster is only recognised when it answers at start-up.
+        logger.warning("redis not reachable at start-up error=%s", exc)
+        return Store(client, Keys(namespace))
     if not info.get("cluster_enabled"):
         return Store(client, Keys(namespace))
     await client.aclose()
