@@ -28,8 +28,9 @@ from redis.exceptions import RedisError
 from service.app import get_app_settings, get_store
 from service.settings import Settings
 from workers import failures, queues
-from workers.codec import Job, MalformedJob, decode_job
-from workers.connection import Store, as_bytes
+from workers.codec import Job
+from workers.connection import Store
+from workers.delayed import delayed_page
 from workers.errors import EntryNotFound, StaleEntry
 from workers.status import WorkerInfo, list_workers, read_stats
 
@@ -364,32 +365,15 @@ async def remove_failed(store: StoreDep, index: Index, digest: Digest) -> Failur
 # delayed jobs ------------------------------------------------------------------------------------
 
 
-async def list_delayed(store: Store, offset: int, limit: int) -> tuple[int, list[DelayedSlot]]:
-    """Read resque-scheduler's layout: timestamps in ``delayed_queue_schedule``, jobs in ``delayed:<ts>``.
-
-    Pages over timestamps; each timestamp shows at most ``limit`` of its jobs.
-    """
-    keys = store.keys
-    total = int(await store.redis.zcard(keys.delayed_schedule))
-    members = await store.redis.zrange(keys.delayed_schedule, offset, offset + limit - 1, withscores=True)
-    stamps = [int(pair[1]) for pair in members]
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for stamp in stamps:
-            pipe.lrange(keys.delayed(stamp), 0, limit - 1)
-        lists = await pipe.execute()
-    slots = []
-    for stamp, raws in zip(stamps, lists, strict=True):
-        jobs: list[JobView] = []
-        for raw in raws:
-            try:
-                jobs.append(job_view(decode_job(as_bytes(raw))))
-            except MalformedJob:
-                jobs.append(job_view(as_bytes(raw)))
-        slots.append(DelayedSlot(timestamp=stamp, at=datetime.fromtimestamp(stamp, UTC), jobs=jobs))
-    return total, slots
-
-
 @router.get("/delayed", summary="Delayed jobs by the time they become due")
 async def get_delayed(store: StoreDep, offset: Offset = 0, limit: Limit = DEFAULT_PAGE) -> DelayedPage:
-    total, slots = await list_delayed(store, offset, limit)
+    total, page = await delayed_page(store, offset, limit)
+    slots = [
+        DelayedSlot(
+            timestamp=stamp,
+            at=datetime.fromtimestamp(stamp, UTC),
+            jobs=[job_view(item.job if item.job else item.raw) for item in items],
+        )
+        for stamp, items in page
+    ]
     return DelayedPage(total=total, offset=offset, limit=limit, delayed=slots)

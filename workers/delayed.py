@@ -162,6 +162,24 @@ async def list_delayed(store: Store, offset: int = 0, limit: int | None = None) 
     return items[offset:stop]
 
 
+async def delayed_page(store: Store, offset: int, limit: int) -> tuple[int, list[tuple[int, list[DelayedJob]]]]:
+    """A page over the due times: how many there are in all, and from ``offset`` up to ``limit`` of
+    them, each with at most ``limit`` of its jobs (in stored order)."""
+    keys = store.keys
+    total = int(await store.redis.zcard(keys.delayed_schedule))
+    members = await store.redis.zrange(keys.delayed_schedule, offset, offset + limit - 1, withscores=True)
+    stamps = [int(pair[1]) for pair in members]
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for timestamp_s in stamps:
+            pipe.lrange(keys.delayed(timestamp_s), 0, limit - 1)
+        lists = await pipe.execute()
+    page = []
+    for timestamp_s, raws in zip(stamps, lists, strict=True):
+        items = [DelayedJob(timestamp_s, as_bytes(raw), _decode_or_none(as_bytes(raw))) for raw in raws]
+        page.append((timestamp_s, items))
+    return total, page
+
+
 async def all_delayed(store: Store) -> dict[int, list[DelayedJob]]:
     """Every delayed job by timestamp (unix seconds; node-resque's ``allDelayed`` keys are ms)."""
     grouped: dict[int, list[DelayedJob]] = {}
