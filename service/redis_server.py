@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +30,12 @@ def find_redis_server() -> str:
     if path is None:
         raise RedisServerError(f"redis-server was not found on PATH; {INSTALL_HINT}")
     return path
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the parent process dies."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class RedisServer:
@@ -67,7 +76,15 @@ class RedisServer:
         with log.open("ab") as out:
             # Its own process group: Ctrl-C in a terminal signals the foreground group, and Redis must
             # outlive payq's graceful shutdown (jobs finishing, workers unregistering); stop() ends it.
-            self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, process_group=0)
+            # Its own process group keeps a terminal's Ctrl-C away from Redis (payq stops it after
+            # the worker has put back its jobs); the parent-death signal stops it if payq is killed.
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
