@@ -1,5 +1,7 @@
 """Address validation for Bitcoin, Dogecoin and the XRP Ledger, checked against network and chain."""
 
+from functools import lru_cache
+
 import base58
 from embit import bech32
 from xrpl.core import addresscodec
@@ -32,15 +34,22 @@ def validate_address(network: Network, chain: Chain, address: object, *, field: 
         raise InvalidPayment(field, "is not an address")
 
     try:
-        if network is Network.RIPPLE:
-            return _validate_xrpl(chain, address)
-        if network is Network.BITCOIN and _segwit_hrp(address) is not None:
-            return _validate_segwit(chain, address)
-        return _validate_base58(network, chain, address)
+        return _checked(network, chain, address)
     except InvalidPayment as exc:
         if field == _FIELD:
             raise
         raise InvalidPayment(field, exc.message) from exc
+
+
+# The checksums are pure-Python arithmetic (tens of microseconds for a segwit address) and the same
+# few addresses receive most payments: remember the valid ones (a failure raises and is not kept).
+@lru_cache(maxsize=4096)
+def _checked(network: Network, chain: Chain, address: str) -> str:
+    if network is Network.RIPPLE:
+        return _validate_xrpl(chain, address)
+    if network is Network.BITCOIN and _segwit_hrp(address) is not None:
+        return _validate_segwit(chain, address)
+    return _validate_base58(network, chain, address)
 
 
 def _segwit_hrp(address: str) -> str | None:

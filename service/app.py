@@ -32,6 +32,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app = FastAPI(title="payq", version=VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
+    app.include_router(intake_router)  # first: the busiest route is matched before any other is tried
     _add_operator_routes(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
@@ -46,7 +47,6 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "redis": "down"}, status_code=503)
         return JSONResponse({"status": "ok", "redis": "up"})
 
-    app.include_router(intake_router)
     return app
 
 

@@ -29,7 +29,16 @@ from starlette.requests import ClientDisconnect
 from service.bodies import Observation, parse_body
 from service.errors import InvalidPayment, InvalidSignature, PayqError
 from service.networks import Chain, Network
-from service.recording import NotReplicated, Outcome, Result, load_delivery, record_observations, save_delivery
+from service.recording import (
+    NotReplicated,
+    Outcome,
+    Result,
+    load_delivery,
+    record_delivery,
+    record_observations,
+    records_in_one_step,
+    save_delivery,
+)
 from service.settings import NETWORKS, Settings
 from service.signatures import token_matches, verify_webhook
 from workers.connection import Store
@@ -198,6 +207,8 @@ async def _handle(request: Request, network_name: str, delivery: _Delivery) -> t
 
     raw = await _read_body(request, settings.max_body_bytes)
     delivery.webhook_id, delivery.auth = _authenticate(request, settings, raw)
+    if delivery.webhook_id is not None and records_in_one_step(settings):
+        return await _handle_signed(request, settings, store, network, raw, delivery, delivery.webhook_id)
     if delivery.webhook_id is not None:
         stored = await _redis(request, load_delivery(store, delivery.webhook_id))
         if stored is not None:
@@ -219,6 +230,36 @@ async def _handle(request: Request, network_name: str, delivery: _Delivery) -> t
         await _redis(request, save_delivery(store, delivery.webhook_id, body, settings.delivery_retention_s))
     _log_accepted(delivery)
     return 202, body
+
+
+async def _handle_signed(
+    request: Request,
+    settings: Settings,
+    store: Store,
+    network: Network,
+    raw: bytes,
+    delivery: _Delivery,
+    webhook_id: str,
+) -> tuple[int, bytes]:
+    """A signed delivery in one Redis round trip: the replay check, the enqueues and the stored answer
+    are one script (service.recording.record_delivery)."""
+    observations = _parse(settings, network, raw, delivery.request_id)
+    frame = IntakeAnswer(
+        request_id=delivery.request_id,
+        network=network.value,
+        queue=settings.network(network.value).queue,
+        delivery="new",
+        payments=[],
+    )
+    empty = orjson.dumps(frame.model_dump(exclude_none=True))  # ends with "payments":[]} as the last member
+    record = await _redis(request, record_delivery(store, settings, webhook_id, observations, empty[:-2], empty[-2:]))
+    if record.replayed:
+        delivery.replayed = True
+        _log_replay(delivery)
+        return 202, _mark_duplicate(record.answer)
+    delivery.outcomes = record.outcomes
+    _log_accepted(delivery)
+    return 202, record.answer
 
 
 # --- phases ------------------------------------------------------------------------------------------------
