@@ -3,7 +3,10 @@
 One process runs ``concurrency`` slots. Each slot is a Resque worker of its own (``host:pid`` with
 one slot, ``host:pid+n`` with several, as node-resque's MultiWorker names them), because Resque
 records one in-flight job per worker. A slot claims a job and records it as in flight in one Lua
-step, performs it, and finishes it (counters, failure entry, record cleared) in another.
+step and performs it. A job that succeeded is counted, and the slot's next job claimed, in one step
+again; the steps of all slots that are ready at once travel as one script call (``workers.claims``),
+so a busy process makes one round trip per batch of jobs. A failed job is recorded on its own
+(``workers.retry``).
 
 Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
 ``poll_interval_s`` for jobs that other Resque clients push.
