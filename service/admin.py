@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -338,26 +339,29 @@ async def clear_failed(store: StoreDep) -> Count:
     return Count(count=removed)
 
 
-@router.post("/failed/{index}/retry", summary="Put one failed job back on its queue", responses=_entry_errors)
-async def retry_failed(store: StoreDep, index: Index, digest: Digest) -> FailureView:
+@contextmanager
+def _entry_errors_as_http() -> Iterator[None]:
+    """A missing entry is a 404; one that changed since the caller listed it, a 409."""
     try:
-        failure = await failures.retry_failed(store, index, digest)
+        yield
     except EntryNotFound as exc:
         raise _not_found(str(exc)) from exc
     except StaleEntry as exc:
         raise HTTPException(409, str(exc)) from exc
+
+
+@router.post("/failed/{index}/retry", summary="Put one failed job back on its queue", responses=_entry_errors)
+async def retry_failed(store: StoreDep, index: Index, digest: Digest) -> FailureView:
+    with _entry_errors_as_http():
+        failure = await failures.retry_failed(store, index, digest)
     logger.info("admin retried failed job index=%s queue=%s", index, failure.queue)
     return failure_view(failure)
 
 
 @router.delete("/failed/{index}", summary="Remove one failed entry", responses=_entry_errors)
 async def remove_failed(store: StoreDep, index: Index, digest: Digest) -> FailureView:
-    try:
+    with _entry_errors_as_http():
         failure = await failures.remove_failed(store, index, digest)
-    except EntryNotFound as exc:
-        raise _not_found(str(exc)) from exc
-    except StaleEntry as exc:
-        raise HTTPException(409, str(exc)) from exc
     logger.info("admin removed failed job index=%s queue=%s", index, failure.queue)
     return failure_view(failure)
 

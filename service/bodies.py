@@ -231,6 +231,19 @@ def _parse_xrpl_payment(context: _Context, prefix: str, item: Mapping[str, objec
         return Observation(Status.REJECTED, ref, reason=f"transaction result is {result}")
     if not validated:
         return Observation(Status.PENDING, ref, reason="not yet in a validated ledger")
+    return _credit_xrpl(context, ref, tx_hash, address, tag, (amount, currency, issuer))
+
+
+def _credit_xrpl(
+    context: _Context,
+    ref: str,
+    tx_hash: str,
+    address: str,
+    tag: int | None,
+    delivered: tuple[Decimal, str, str | None],
+) -> Observation:
+    """A validated, successful XRP Ledger payment of ``delivered`` (amount, currency, issuer)."""
+    amount, currency, issuer = delivered
     payment = xrpl_payment(
         tx_hash=tx_hash,
         address=address,
@@ -373,19 +386,7 @@ def _parse_xrpl_transaction(context: _Context, prefix: str, entry: Mapping[str, 
         return Observation(Status.REJECTED, ref, reason="multi-purpose tokens are not supported")
     amount, currency, issuer = _read_delivered(context, delivered, _at(meta_path, "delivered_amount"))
 
-    payment = xrpl_payment(
-        tx_hash=tx_hash,
-        address=destination,
-        destination_tag=tag,
-        amount=amount,
-        currency=currency,
-        issuer=issuer,
-        validated=True,
-        source=context.source,
-        received_at=context.received_at,
-        request_id=context.request_id,
-    )
-    return Observation(Status.PAYMENT, ref, payment)
+    return _credit_xrpl(context, ref, tx_hash, destination, tag, (amount, currency, issuer))
 
 
 def _read_delivered(context: _Context, delivered: object, path: str) -> tuple[Decimal, str, str | None]:

@@ -48,13 +48,8 @@ def split_worker_id(worker_id: str) -> tuple[str, str, list[str]]:
 
 def parse_record(raw: bytes | None) -> WorkingOn | None:
     """Read a ``worker:<id>`` record written by payq, node-resque or Ruby Resque."""
-    if not raw:
-        return None
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
+    data = _json_object(raw)
+    if data is None or raw is None:
         return None
     try:
         payload = member_raw(raw, "payload")
@@ -66,13 +61,20 @@ def parse_record(raw: bytes | None) -> WorkingOn | None:
 
 
 def _ping_time(raw: bytes | None) -> datetime | None:
+    data = _json_object(raw)
+    time = data.get("time") if data else None
+    return parse_any(time) if isinstance(time, str | int | float) else None
+
+
+def _json_object(raw: bytes | None) -> dict[str, object] | None:
+    """``raw`` parsed, if it is a JSON object; None for anything else, absent or malformed."""
     if not raw:
         return None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    return parse_any(data.get("time")) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 async def list_workers(store: Store) -> list[WorkerInfo]:
