@@ -180,11 +180,20 @@ class WorkerMetrics:
             buckets=JOB_BUCKETS_S,
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str, bool], tuple[Counter, Histogram]] = {}
 
     def on_job(self, class_name: str, queue: str, duration_s: float, ok: bool) -> None:
         """The Worker's job listener: count the job and record its duration."""
-        self.jobs.labels(queue=queue, job_class=class_name, outcome="ok" if ok else "failed").inc()
-        self.duration.labels(queue=queue, job_class=class_name).observe(duration_s)
+        key = (queue, class_name, ok)
+        series = self._series.get(key)
+        if series is None:  # labels() is a locked lookup; a busy worker calls this for every job
+            outcome = "ok" if ok else "failed"
+            series = self._series[key] = (
+                self.jobs.labels(queue=queue, job_class=class_name, outcome=outcome),
+                self.duration.labels(queue=queue, job_class=class_name),
+            )
+        series[0].inc()
+        series[1].observe(duration_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

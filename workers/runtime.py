@@ -123,6 +123,7 @@ class Worker:
         )
         self.slots = [self._slot(name, f"{name}:{queues}") for name in names]
         self._claims = ClaimBatcher(store)
+        self._policies: dict[str, RetryPolicy] = {}
         self._queues: list[str] = [] if self.options.wildcard else list(self.options.queues)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -470,15 +471,21 @@ class Worker:
         await perform(spec.func, job.args, is_async=spec.is_async, timeout_s=timeout_s, executor=self._executor)
 
     def _policy(self, class_name: str) -> RetryPolicy:
-        declared = self.registry.get(class_name).retry if class_name in self.registry else None
-        return resolve_policy(declared, self.options.retry_default, self.options.retry_overrides.get(class_name))
+        policy = self._policies.get(class_name)
+        if policy is None:
+            declared = self.registry.get(class_name).retry if class_name in self.registry else None
+            override = self.options.retry_overrides.get(class_name)
+            policy = self._policies[class_name] = resolve_policy(declared, self.options.retry_default, override)
+        return policy
 
     async def _finish_and_claim(
         self, slot: Slot, queue: str, job: Job
     ) -> tuple[Settled | None, tuple[str, bytes] | None]:
         """Count a performed job and claim the next in one step, retrying while Redis is away (the
         step may safely run twice)."""
-        state_key = self.store.keys.retry_state(fingerprint(retry_form(job, queue)))
+        # Only a class that retries can have left a retry state behind to clear (it expires anyway).
+        retries = self._policy(job.class_name).attempts > 1
+        state_key = self.store.keys.retry_state(fingerprint(retry_form(job, queue))) if retries else ""
         backoff_s = 0.05
         while True:
             try:
