@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+import uvloop
 from common import BENCH, PAYQ, SCRATCH, Children, free_port, say, wait_for_port, wait_until
 from intake import SECRET, payment_body, payq_env
 
@@ -114,7 +115,7 @@ def measure(children: Children, client: redis.Redis, redis_port: int, rate: floa
             raise RuntimeError(f"payq api did not listen; see {SCRATCH / 'logs'}")
         wait_until(lambda: bool(client.smembers("resque:workers")), 30)
         time.sleep(1.0)
-        sent, answers = asyncio.run(_send_all(port, rate, duration_s))
+        sent, answers = uvloop.run(_send_all(port, rate, duration_s))
         wait_until(lambda: int(client.get("resque:stat:processed") or 0) >= sent, 20)
     finally:
         children.stop(api)

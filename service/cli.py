@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import re
 import signal
@@ -93,6 +94,7 @@ async def serve_worker(
     if metrics_port is not None:
         server = start_worker_metrics_server(worker_metrics, metrics_port)
     worker = Worker(store, load_registry(settings.jobs), options, on_job=worker_metrics.on_job)
+    gc.freeze()  # start-up objects live as long as the process: keep them out of full collections
     install_stop_handlers(worker.stop)
     try:
         await worker.run()
