@@ -23,20 +23,22 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import orjson
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.claims import ClaimBatcher, SlotKeys
-from workers.clock import iso_offset, ruby_failed_at, ruby_started, utcnow
+from workers.clock import ruby_started, utcnow
 from workers.codec import Job, decode_job
 from workers.connection import Store, as_text
 from workers.jobs import Registry
+from workers.liveness import queue_heartbeats, recover_dead_workers, recover_worker
 from workers.retry import (
     NO_RETRY,
     RetryOverride,
@@ -48,10 +50,11 @@ from workers.retry import (
     settle_job,
 )
 from workers.scheduler import Scheduler
-from workers.status import split_worker_id
 from workers.timeouts import perform
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Errors that mean "Redis is away for now" (a restart, a failover that demoted our master): wait
 # and try again rather than give up.
@@ -196,13 +199,23 @@ class Worker:
     # lifecycle -------------------------------------------------------------------------------
 
     async def _register(self) -> None:
+        """Register every slot; while Redis is not reachable yet, wait for it (until stopped)."""
         keys = self.store.keys
-        now = utcnow()
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            for slot in self.slots:
-                pipe.set(keys.worker_started(slot.id), ruby_started(now))
-            self._queue_heartbeats(pipe, now.timestamp())
-            await pipe.execute()
+        backoff_s = 0.1
+        while True:
+            try:
+                async with self.store.redis.pipeline(transaction=True) as pipe:
+                    for slot in self.slots:
+                        pipe.set(keys.worker_started(slot.id), ruby_started(utcnow()))
+                    self._queue_heartbeats(pipe)
+                    await pipe.execute()
+                break
+            except _REDIS_DOWN as exc:
+                if self._stopping.is_set():
+                    raise
+                logger.warning("waiting for redis to register worker retry_in_s=%.1f error=%s", backoff_s, exc)
+                await self._pause(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
         await self.recover_dead_workers()
 
     async def _unregister(self) -> None:
@@ -254,80 +267,35 @@ class Worker:
 
     # heartbeats and recovery -----------------------------------------------------------------
 
-    def _queue_heartbeats(self, pipe: object, now_s: float) -> None:
-        """Sign of life for every slot; re-adding the id re-registers a worker whose registration a
-        Redis failover lost."""
-        keys = self.store.keys
-        stamp = iso_offset(utcnow())
-        queues = ",".join(self.options.queues)
-        for slot in self.slots:
-            pipe.sadd(keys.workers, slot.id)  # type: ignore[attr-defined]
-            ping = orjson.dumps({"time": int(now_s), "name": slot.name, "queues": queues, "payq": True})
-            pipe.set(keys.worker_ping(slot.name), ping)  # type: ignore[attr-defined]
-            pipe.hset(keys.heartbeats, slot.id, stamp)  # type: ignore[attr-defined]
-
     async def _heartbeat_loop(self) -> None:
         interval = self.options.heartbeat_interval_s
         while True:
             await asyncio.sleep(interval)
             try:
                 async with self.store.redis.pipeline(transaction=False) as pipe:
-                    self._queue_heartbeats(pipe, time.time())
+                    self._queue_heartbeats(pipe)
                     await pipe.execute()
                 await self.recover_dead_workers()
             except _REDIS_DOWN as exc:
                 logger.warning("heartbeat failed error=%s", exc)
 
-    async def recover_dead_workers(self) -> int:
-        """Unregister workers whose heartbeat stopped and push their in-flight jobs back.
+    def _queue_heartbeats(self, pipe: Pipeline) -> None:
+        queue_heartbeats(pipe, self.store, ((slot.name, slot.id) for slot in self.slots), ",".join(self.options.queues))
 
-        Many workers may run this at once: the lock keeps it to one at a time, and the script keeps
-        each dead worker's job to exactly one push even without the lock.
-        """
-        keys = self.store.keys
-        redis = self.store.redis
-        lock_ttl_ms = max(int(self.options.heartbeat_interval_s * 1000), 1000)
-        if not await redis.set(keys.recovery_lock, self.slots[0].name, nx=True, px=lock_ttl_ms):
-            return 0
-        mine = set(self.ids)
-        recovered = 0
-        for member in await redis.smembers(keys.workers):
-            worker_id = as_text(member)
-            if worker_id not in mine and await self.recover_worker(worker_id):
-                recovered += 1
-        return recovered
+    async def recover_dead_workers(self) -> int:
+        """Unregister workers whose heartbeat stopped and push their in-flight jobs back."""
+        return await recover_dead_workers(
+            self.store,
+            own_ids=self.ids,
+            lock_owner=self.slots[0].name,
+            lock_ttl_ms=max(int(self.options.heartbeat_interval_s * 1000), 1000),
+            timeout_s=self.options.worker_timeout_s,
+            hostname=self.options.hostname,
+        )
 
     async def recover_worker(self, worker_id: str) -> bool:
         """Unregister ``worker_id`` if its heartbeat is older than the timeout; True if this call did it."""
-        keys = self.store.keys
-        host, pid, _ = split_worker_id(worker_id)
-        result = await self.store.recover(
-            keys=[
-                keys.workers,
-                keys.worker(worker_id),
-                keys.worker_started(worker_id),
-                keys.worker_ping(f"{host}:{pid}"),
-                keys.heartbeats,
-                keys.stat("processed", worker_id),
-                keys.stat("failed", worker_id),
-                keys.failed,
-                keys.queues,
-            ],
-            args=[
-                worker_id,
-                int(time.time()),
-                self.options.worker_timeout_s,
-                keys.queue_prefix,
-                keys.wake_channel,
-                ruby_failed_at(utcnow()),
-                self.options.hostname,
-            ],
-        )
-        if result < 1:
-            return False
-        outcome = {1: "idle", 2: "job pushed back", 3: "job moved to failed"}[int(result)]
-        logger.warning("dead worker recovered id=%s outcome=%s", worker_id, outcome)
-        return True
+        return await recover_worker(self.store, worker_id, self.options.worker_timeout_s, self.options.hostname)
 
     # wake-ups --------------------------------------------------------------------------------
 
@@ -403,7 +371,14 @@ class Worker:
                 idle = False
             queue, raw = claimed
             slot.in_flight = _InFlight(raw, queue)
-            claimed = await self._perform(slot, queue, raw)
+            try:
+                claimed = await self._perform(slot, queue, raw)
+            except Exception:
+                # A bug in recording the outcome must not end the slot; its job stays in the
+                # in-flight record, which recovery or shutdown pushes back.
+                logger.exception("job outcome not recorded worker=%s queue=%s", slot.id, queue)
+                claimed = None
+                await self._pause(1.0)
 
     async def _pause(self, seconds: float, wake: asyncio.Event | None = None) -> None:
         waiter = wake or self._wake
@@ -486,40 +461,22 @@ class Worker:
         # Only a class that retries can have left a retry state behind to clear (it expires anyway).
         retries = self._policy(job.class_name).attempts > 1
         state_key = self.store.keys.retry_state(fingerprint(retry_form(job, queue))) if retries else ""
-        backoff_s = 0.05
-        while True:
-            try:
-                counted, claimed = await self._claim(slot, job.raw, state_key)
-                break
-            except _REDIS_DOWN as exc:
-                if self._stopping.is_set() and backoff_s >= 1.0:
-                    logger.error("job outcome not recorded worker=%s queue=%s error=%s", slot.id, queue, exc)
-                    return None, None
-                logger.warning("recording job outcome failed worker=%s error=%s", slot.id, exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
+        recorded = await self._until_recorded(slot, queue, lambda: self._claim(slot, job.raw, state_key))
+        if recorded is None:
+            return None, None
+        counted, claimed = recorded
         if not counted:
             logger.warning("job outcome dropped, job already pushed back worker=%s queue=%s", slot.id, queue)
         slot.in_flight = _InFlight(claimed[1], claimed[0]) if claimed else None
         return Settled(counted, 1), claimed
 
-    async def _finish(
-        self, slot: Slot, queue: str, raw: bytes, error: BaseException | None, policy: RetryPolicy
-    ) -> Settled | None:
-        """Record the outcome; keep trying while Redis is away, since the job already ran."""
+    async def _until_recorded(self, slot: Slot, queue: str, step: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a step that records a job's outcome, again while Redis is away (the job already ran,
+        and each such step is safe to repeat); give up only when stopping, returning None."""
         backoff_s = 0.05
         while True:
             try:
-                settled = await settle_job(
-                    self.store,
-                    record_key=slot.record_key,
-                    worker_id=slot.id,
-                    queue=queue,
-                    raw=raw,
-                    error=error,
-                    policy=policy,
-                )
-                break
+                return await step()
             except _REDIS_DOWN as exc:
                 if self._stopping.is_set() and backoff_s >= 1.0:
                     logger.error("job outcome not recorded worker=%s queue=%s error=%s", slot.id, queue, exc)
@@ -527,6 +484,26 @@ class Worker:
                 logger.warning("recording job outcome failed worker=%s error=%s", slot.id, exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
+
+    async def _finish(
+        self, slot: Slot, queue: str, raw: bytes, error: BaseException | None, policy: RetryPolicy
+    ) -> Settled | None:
+        """Record the outcome; keep trying while Redis is away, since the job already ran."""
+        settled = await self._until_recorded(
+            slot,
+            queue,
+            lambda: settle_job(
+                self.store,
+                record_key=slot.record_key,
+                worker_id=slot.id,
+                queue=queue,
+                raw=raw,
+                error=error,
+                policy=policy,
+            ),
+        )
+        if settled is None:
+            return None
         if not settled.recorded:
             logger.warning("job outcome dropped, job already pushed back worker=%s queue=%s", slot.id, queue)
         slot.in_flight = None

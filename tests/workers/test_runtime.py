@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
 
+from service.redis_server import RedisServer
 from workers.codec import JSONValue
 from workers.connection import Store
 from workers.jobs import Registry
@@ -296,3 +299,23 @@ async def test_worker_performs_every_job_once(store: Store, sync_redis: redis.Re
     async with running(Worker(store, registry, options(concurrency=concurrency))):
         await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"200")
     assert sorted(seen) == list(range(200))
+
+
+async def test_worker_waits_for_redis_at_start_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    server = RedisServer(tmp_path / "late", durable=False)
+    store = Store.from_url(server.url)
+    worker = Worker(store, Registry(), options())
+    task = asyncio.create_task(worker.run())
+    try:
+        with caplog.at_level(logging.WARNING, logger="workers.runtime"):
+            await wait_until(lambda: "waiting for redis to register worker" in caplog.text)
+        assert not task.done()
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(worker.started.wait(), 10)
+        with redis.Redis(port=server.port) as check:
+            assert check.smembers("resque:workers") == {b"testhost:4242:q"}
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+        server.stop()
