@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -145,10 +146,9 @@ def test_dev_runs_embedded_redis_and_worker_until_ctrl_c(
     data_dir = tmp_path / "data"
     redis_port = free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    api_port = free_port()
     env = payq_env(PAYQ_JOBS="tests.workers.sample_jobs", SAMPLE_JOBS_REDIS_URL=redis_url)
-    proc = dev_process(
-        "--data-dir", str(data_dir), "--redis-port", str(redis_port), "--port", str(free_port()), env=env
-    )
+    proc = dev_process("--data-dir", str(data_dir), "--redis-port", str(redis_port), "--port", str(api_port), env=env)
     log = tmp_path / "dev.log"
     client = redis.Redis(port=redis_port)
     try:
@@ -164,6 +164,15 @@ def test_dev_runs_embedded_redis_and_worker_until_ctrl_c(
         client.rpush("resque:queue:bitcoin:incoming", payment)
         wait_until(lambda: client.get("resque:stat:processed") == b"1", f"the job to be performed\n{log.read_text()}")
         assert client.llen("resque:queue:bitcoin:incoming") == 0
+
+        # The API in the same process takes an unsigned payment (development mode) to the worker.
+        wait_until(lambda: _answers(f"http://127.0.0.1:{api_port}/healthz"), f"the API\n{log.read_text()}")
+        body = {"txid": "cd" * 32, "output_index": 0, "address": "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"}
+        answer = httpx.post(
+            f"http://127.0.0.1:{api_port}/payments/bitcoin", json={**body, "amount": "0.5", "confirmations": 1}
+        )
+        assert answer.status_code == 202 and answer.json()["payments"][0]["status"] == "enqueued", answer.text
+        wait_until(lambda: client.get("resque:stat:processed") == b"2", f"the payment job\n{log.read_text()}")
         client.rpush("resque:queue:q", encode_job("q", "slow", ["busy-at-ctrl-c"]))
         wait_until(lambda: client.lrange(STARTED, 0, -1) == [b"busy-at-ctrl-c"], "the slow job to start")
     finally:
@@ -174,6 +183,8 @@ def test_dev_runs_embedded_redis_and_worker_until_ctrl_c(
 
     output = log.read_text()
     assert "payment received id=bitcoin:ab:0" in output
+    assert f"payment received id=bitcoin:{'cd' * 32}:0" in output
+    assert "payq send" in output  # the ready-to-paste example
     assert "worker stopped" in output
     assert not Path(f"/proc/{redis_pid}").exists()
     assert not RedisServer(data_dir, port=redis_port).ping()
@@ -185,11 +196,18 @@ def test_dev_runs_embedded_redis_and_worker_until_ctrl_c(
     try:
         with redis.Redis(port=replay.port) as again:
             assert again.lrange(DONE, 0, -1) == [b"busy-at-ctrl-c"], output
-            assert again.get("resque:stat:processed") == b"2", output
+            assert again.get("resque:stat:processed") == b"3", output
             assert again.smembers("resque:workers") == set(), output
             assert again.keys("resque:worker:*") == [], output
     finally:
         replay.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_dev_without_redis_server_names_how_to_install_it(tmp_path: Path) -> None:
