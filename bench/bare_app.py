@@ -21,7 +21,7 @@ async def receive(network: str, request: Request) -> Response:
 
 
 if __name__ == "__main__":
-    from service.cli import configure_logging, uvicorn_log_config
+    from service.logs import configure_logging, uvicorn_log_config
 
     port, level = int(sys.argv[1]), sys.argv[2]
     configure_logging(level)

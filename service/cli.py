@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import gc
 import logging
-import re
 import signal
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from service.logs import configure_logging, uvicorn_log_config
 from service.settings import Settings, SettingsError, describe_error
 from workers.connection import Store, open_store
 from workers.runtime import WorkerOptions
@@ -23,21 +23,6 @@ from workers.runtime import WorkerOptions
 logger = logging.getLogger("payq")
 
 Command = Callable[[argparse.Namespace, Settings], int]
-
-
-def configure_logging(level: str) -> None:
-    # payq's log format names no source file, thread or process: skip collecting them for every line
-    # (a worker at info logs a line per job; see the logging HOWTO's "Optimization" section).
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactTokens())
 
 
 def run_async(main: Awaitable[int]) -> int:
@@ -170,41 +155,7 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 # api ---------------------------------------------------------------------------------------------
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 OPENAPI_PATH = Path("openapi/openapi.json")
-_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-
-
-class RedactTokens(logging.Filter):
-    """Blank out ``token=`` values (URL tokens are secrets) in every line, uvicorn's access log included."""
-
-    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = self._TOKEN.sub(r"\1<redacted>", message), None
-        return True
-
-
-def uvicorn_log_config(level: str) -> dict[str, object]:
-    """payq's log format for uvicorn and every worker process it starts, with URL tokens redacted."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactTokens}},
-        "formatters": {"plain": {"format": LOG_FORMAT}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "formatter": "plain",
-                "filters": ["redact"],
-            }
-        },
-        "root": {"level": level.upper(), "handlers": ["stderr"]},
-        "loggers": {name: {"handlers": [], "propagate": True} for name in _UVICORN_LOGGERS},
-    }
 
 
 def warn_unauthenticated(settings: Settings) -> None:
@@ -321,69 +272,9 @@ def cmd_poll(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from service.redis_server import RedisServer
+    from service.dev import run_dev
 
-    server: RedisServer | None = None
-    if not settings.redis_url:
-        server = RedisServer(Path(args.data_dir) / "redis", port=args.redis_port)
-        server.start()
-        logger.info("embedded redis started url=%s data_dir=%s appendonly=yes", server.url, server.data_dir)
-        settings = settings.model_copy(update={"redis_url": server.url})
-    settings = settings.model_copy(update={"dev_mode": True})
-    try:
-        return run_async(_dev(args, settings))
-    finally:
-        if server is not None:
-            server.stop()
-            logger.info("embedded redis stopped")
-
-
-async def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from pollers.runner import run_configured_pollers
-    from service.app import create_app
-    from workers.jobs import load_registry
-    from workers.runtime import Worker
-
-    store = await open_store(settings.require_redis_url(), settings.namespace)
-    stop_pollers = asyncio.Event()
-    pollers = asyncio.create_task(run_configured_pollers(settings, store, stop_pollers))
-    worker = Worker(store, load_registry(settings.jobs), worker_options(settings))
-    config = uvicorn.Config(create_app(settings, store), host=args.host, port=args.port, log_config=None)
-    server = uvicorn.Server(config)
-
-    async def serve_api() -> bool:
-        try:
-            await server.serve()
-        except SystemExit:  # uvicorn exits this way when it cannot bind; it has logged why
-            return False
-        finally:
-            worker.stop()
-        return True
-
-    # Both run on this event loop; uvicorn catches Ctrl-C while it serves, and the worker stops after it.
-    api = asyncio.create_task(serve_api())
-
-    def stop_all() -> None:
-        server.should_exit = True
-        worker.stop()
-        stop_pollers.set()
-
-    install_stop_handlers(stop_all)
-    warn_unauthenticated(settings)
-    url = f"http://{args.host}:{args.port}"
-    print(f"payq dev is running: API {url}, redis {settings.redis_url}; press Ctrl-C to stop", file=sys.stderr)
-    print(f"send a test payment:  payq send bitcoin --url {url}", file=sys.stderr)
-    try:
-        await worker.run()
-        server.should_exit = True
-        served = await api
-    finally:
-        stop_pollers.set()
-        await pollers
-        await store.close()
-    return 0 if served else 1
+    return run_dev(args, settings)
 
 
 # check -------------------------------------------------------------------------------------------

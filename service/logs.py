@@ -1,0 +1,58 @@
+"""How payq logs: one plain format for every process, with URL tokens (secrets) blanked out."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+class RedactTokens(logging.Filter):
+    """Blank out ``token=`` values (URL tokens are secrets) in every line, uvicorn's access log included."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._TOKEN.sub(r"\1<redacted>", message), None
+        return True
+
+
+def uvicorn_log_config(level: str) -> dict[str, object]:
+    """payq's log format for uvicorn and every worker process it starts, with URL tokens redacted."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": RedactTokens}},
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "plain",
+                "filters": ["redact"],
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {name: {"handlers": [], "propagate": True} for name in _UVICORN_LOGGERS},
+    }
+
+
+def configure_logging(level: str) -> None:
+    """Configure logging once, at the entry point of a payq process."""
+    # payq's log format names no source file, thread or process: skip collecting them for every line
+    # (a worker at info logs a line per job; see the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.basicConfig(
+        level=level.upper(),
+        format=LOG_FORMAT,
+        stream=sys.stderr,
+        force=True,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
