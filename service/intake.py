@@ -49,8 +49,8 @@ T = TypeVar("T")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 RETRY_AFTER_S = 5
-# Redis steps one app runs at once. redis-py's pool fails at once (MaxConnectionsError) instead of waiting
-# once its 100 connections are busy, so a burst of deliveries queues here rather than turning into 503s.
+# Redis steps one app runs at once: a burst of deliveries queues here, below the connection pool's size
+# (workers.connection.MAX_CONNECTIONS), leaving connections free for health checks and metrics.
 REDIS_CONCURRENCY = 48
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,127}")
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
