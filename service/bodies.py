@@ -179,17 +179,7 @@ def _parse_utxo_payment(context: _Context, prefix: str, item: Mapping[str, objec
     amount = parse_amount(_require(item, "amount", prefix), context.network, _at(prefix, "amount"))
     confirmations = _read_count(_require(item, "confirmations", prefix), _at(prefix, "confirmations"))
 
-    payment = utxo_payment(
-        context.network,
-        txid=txid,
-        output_index=output_index,
-        address=address,
-        amount=amount,
-        confirmations=confirmations,
-        source=context.source,
-        received_at=context.received_at,
-        request_id=context.request_id,
-    )
+    payment = _utxo(context, txid, output_index, address, amount, confirmations)
     if not _is_watched(context, address):
         return Observation(Status.IGNORED, payment.id, reason=f"address {address} is not watched")
     return Observation(Status.PAYMENT, payment.id, payment)
@@ -232,6 +222,23 @@ def _parse_xrpl_payment(context: _Context, prefix: str, item: Mapping[str, objec
     if not validated:
         return Observation(Status.PENDING, ref, reason="not yet in a validated ledger")
     return _credit_xrpl(context, ref, tx_hash, address, tag, (amount, currency, issuer))
+
+
+def _utxo(
+    context: _Context, txid: str, output_index: int, address: str, amount: Decimal, confirmations: int
+) -> Payment:
+    """A Bitcoin or Dogecoin payment observed in ``context``."""
+    return utxo_payment(
+        context.network,
+        txid=txid,
+        output_index=output_index,
+        address=address,
+        amount=amount,
+        confirmations=confirmations,
+        source=context.source,
+        received_at=context.received_at,
+        request_id=context.request_id,
+    )
 
 
 def _credit_xrpl(
@@ -331,17 +338,7 @@ def _parse_blockcypher_output(
 
     address = validate_address(context.network, context.chain, addresses[0], field=f"{path}.addresses[0]")
     amount = parse_minor_units(output.get("value"), context.network, f"{path}.value")
-    payment = utxo_payment(
-        context.network,
-        txid=txid,
-        output_index=index,
-        address=address,
-        amount=amount,
-        confirmations=confirmations,
-        source=context.source,
-        received_at=context.received_at,
-        request_id=context.request_id,
-    )
+    payment = _utxo(context, txid, index, address, amount, confirmations)
     return Observation(Status.PAYMENT, payment.id, payment)
 
 

@@ -20,7 +20,24 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-class Cluster:
+class _Topology:
+    """Servers started together; a failed start stops whatever did start."""
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class Cluster(_Topology):
     """Three masters, no replicas, every slot assigned."""
 
     def __init__(self, base: Path, size: int = 3) -> None:
@@ -36,13 +53,6 @@ class Cluster:
     @property
     def url(self) -> str:
         return self.nodes[0].url
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> None:
         for node in self.nodes:
@@ -68,7 +78,7 @@ class Cluster:
             node.stop()
 
 
-class SentinelGroup:
+class SentinelGroup(_Topology):
     """A master, replicas and sentinels watching it under the name ``payq``."""
 
     master_name = "payq"
@@ -87,13 +97,6 @@ class SentinelGroup:
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
         return f"redis+sentinel://{hosts}/{self.master_name}"
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> None:
         master = self.servers[0]
