@@ -295,7 +295,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="payq", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="payq", description="payq turns Bitcoin, Dogecoin and XRP Ledger payments into Resque jobs."
+    )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="overrides PAYQ_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
 
