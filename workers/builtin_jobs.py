@@ -11,8 +11,11 @@ logger = logging.getLogger(__name__)
 
 
 @job("log")
-def log_payment(*args: JSONValue) -> None:
-    """Log the payment a job carries: one info line. The default job for every network."""
+async def log_payment(*args: JSONValue) -> None:
+    """Log the payment a job carries: one info line. The default job for every network.
+
+    A coroutine, so the worker runs it on its event loop instead of handing it to a thread.
+    """
     payment = args[0] if len(args) == 1 and isinstance(args[0], dict) else None
     if payment is None:
         logger.info("job performed class=log args=%s", args)
