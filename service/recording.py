@@ -21,8 +21,7 @@ from service.networks import Network
 from service.payments import Payment, PaymentPolicy
 from service.settings import NetworkSettings, Settings
 from workers.codec import JSONValue, encode_job
-from workers.connection import Redis, Store, as_bytes
-from workers.delayed_scripts import script_for
+from workers.connection import Redis, Store, as_bytes, script_for
 from workers.queues import enqueue_unique
 
 logger = logging.getLogger(__name__)

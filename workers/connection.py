@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
@@ -127,7 +128,6 @@ class Store:
     keys: Keys = field(default_factory=Keys)
     enqueue: AsyncScript = field(init=False)
     finish_and_claim: AsyncScript = field(init=False)
-    finish: AsyncScript = field(init=False)
     requeue: AsyncScript = field(init=False)
     recover: AsyncScript = field(init=False)
     retry_failed: AsyncScript = field(init=False)
@@ -136,7 +136,6 @@ class Store:
     def __post_init__(self) -> None:
         self.enqueue = self.redis.register_script(scripts.ENQUEUE)
         self.finish_and_claim = self.redis.register_script(scripts.FINISH_AND_CLAIM)
-        self.finish = self.redis.register_script(scripts.FINISH)
         self.requeue = self.redis.register_script(scripts.REQUEUE)
         self.recover = self.redis.register_script(scripts.RECOVER)
         self.retry_failed = self.redis.register_script(scripts.RETRY_FAILED)
@@ -158,3 +157,14 @@ def as_text(value: bytes | str) -> str:
 def as_bytes(value: bytes | str) -> bytes:
     """A Redis reply as the exact bytes stored."""
     return value.encode() if isinstance(value, str) else bytes(value)
+
+
+_registered: weakref.WeakKeyDictionary[Any, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
+
+
+def script_for(redis: Any, source: str) -> AsyncScript:
+    """``source`` registered on ``redis``, once per client (for scripts outside :class:`Store`)."""
+    scripts = _registered.setdefault(redis, {})
+    if source not in scripts:
+        scripts[source] = redis.register_script(source)
+    return scripts[source]

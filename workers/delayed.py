@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, encode_job
-from workers.connection import Store, as_bytes, as_text
-from workers.delayed_scripts import ENQUEUE_AT, REMOVE_DELAYED, script_for
+from workers.connection import Store, as_bytes, as_text, script_for
+from workers.delayed_scripts import ENQUEUE_AT, REMOVE_DELAYED
 from workers.errors import ResqueError
 
 

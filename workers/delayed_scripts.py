@@ -1,17 +1,12 @@
 """The Lua scripts behind delayed jobs, the scheduler's leader lock and retries.
 
-They live apart from ``workers.scripts`` because they are registered on demand (``script_for``)
+They live apart from ``workers.scripts`` because they are registered on demand (``workers.connection.script_for``)
 rather than by ``Store``. Each one is a single atomic step: a delayed job is never half written, a
 due job is never popped without being pushed, and a finished job's outcome (processed, retried
 later, or failed for good) is recorded whole.
 """
 
 from __future__ import annotations
-
-import weakref
-from typing import Any
-
-from redis.commands.core import AsyncScript
 
 # Store a job for later in resque-scheduler's layout, refusing a duplicate at the same second
 # unless told otherwise (node-resque's enqueueAt refuses too).
@@ -113,13 +108,3 @@ if ARGV[1] == 'fail' then redis.call('RPUSH', KEYS[4], ARGV[2]) end
 redis.call('DEL', KEYS[5])
 return 1
 """
-
-_registered: weakref.WeakKeyDictionary[Any, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
-
-
-def script_for(redis: Any, source: str) -> AsyncScript:
-    """``source`` registered on ``redis``, once per client."""
-    scripts = _registered.setdefault(redis, {})
-    if source not in scripts:
-        scripts[source] = redis.register_script(source)
-    return scripts[source]

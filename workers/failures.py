@@ -16,7 +16,7 @@ from datetime import datetime
 import orjson
 
 from workers.clock import parse_any, ruby_failed_at, utcnow
-from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, member_raw
+from workers.codec import Job, MalformedJob, decode_job, dumps, member_raw
 from workers.connection import Store, as_bytes
 from workers.errors import EntryNotFound, StaleEntry
 
@@ -179,20 +179,3 @@ async def clear_failed(store: Store) -> int:
         pipe.delete(store.keys.failed)
         count, _ = await pipe.execute()
     return int(count)
-
-
-def failure_json(failure: Failure) -> dict[str, JSONValue]:
-    """A plain view of an entry for APIs and logs."""
-    return {
-        "index": failure.index,
-        "digest": failure.digest,
-        "queue": failure.queue,
-        "class": failure.job.class_name if failure.job else None,
-        "args": failure.job.args if failure.job else None,
-        "exception": failure.exception,
-        "error": failure.error,
-        "backtrace": list(failure.backtrace),
-        "worker": failure.worker,
-        "failed_at": failure.failed_at.isoformat() if failure.failed_at else None,
-        "retried_at": failure.retried_at.isoformat() if failure.retried_at else None,
-    }

@@ -37,9 +37,9 @@ import orjson
 
 from workers.clock import ruby_failed_at, utcnow
 from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, member_raw
-from workers.connection import Store
+from workers.connection import Store, script_for
 from workers.delayed import timestamps_key
-from workers.delayed_scripts import SETTLE, script_for
+from workers.delayed_scripts import SETTLE
 from workers.errors import UnknownJob
 from workers.failures import failure_entry, format_backtrace
 

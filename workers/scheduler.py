@@ -24,9 +24,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.clock import ruby_failed_at, utcnow
-from workers.connection import Store
+from workers.connection import Store, script_for
 from workers.delayed import delayed_timestamps
-from workers.delayed_scripts import MOVE_DUE, RELEASE_LEAD, TRY_LEAD, script_for
+from workers.delayed_scripts import MOVE_DUE, RELEASE_LEAD, TRY_LEAD
 
 logger = logging.getLogger(__name__)
 

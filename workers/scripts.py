@@ -93,17 +93,6 @@ end
 return results
 """
 
-# Finish a job: clear the in-flight record and count it, atomically.
-# KEYS: worker record, global counter, per-worker counter, failed list.
-# ARGV: failure entry to push ('' on success).
-FINISH = """
-redis.call('DEL', KEYS[1])
-redis.call('INCR', KEYS[2])
-redis.call('INCR', KEYS[3])
-if ARGV[1] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[1]) end
-return 1
-"""
-
 # Put a slot's unfinished job back at the head of its queue, unless someone already did (the record
 # is gone). The job is lifted out of the in-flight record byte for byte, so it is whichever job the
 # record holds even when the worker did not hear back from the step that claimed it.

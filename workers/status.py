@@ -141,11 +141,3 @@ async def read_stats(store: Store) -> Stats:
         working=sum(1 for w in workers if w.working_on),
         failed_list=int(failed_list),
     )
-
-
-async def worker_counters(store: Store, worker_id: str) -> tuple[int, int]:
-    """A worker's own processed and failed counts (payq keys them by full worker id, as Ruby does)."""
-    processed, failed = await store.redis.mget(
-        store.keys.stat("processed", worker_id), store.keys.stat("failed", worker_id)
-    )
-    return int(processed or 0), int(failed or 0)
