@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from tests.deploy.topologies import Cluster
-from workers.connection import RedisUrlError, open_store
-from workers.failures import list_failed, retry_failed
+from workers.connection import RedisUrlError, Store, open_store
+from workers.failures import failed_count, list_failed, retry_failed
 from workers.jobs import Registry
 from workers.queues import enqueue, enqueue_unique, queue_lengths
 from workers.runtime import Worker, WorkerOptions
@@ -70,11 +70,7 @@ async def test_worker_runs_on_cluster_with_hash_tagged_namespace(cluster: Cluste
         await store.close()
 
 
-async def wait_for_failed(store: object, count: int) -> None:
-    from workers.connection import Store
-    from workers.failures import failed_count
-
-    assert isinstance(store, Store)
+async def wait_for_failed(store: Store, count: int) -> None:
     for _ in range(500):
         if await failed_count(store) >= count:
             return
