@@ -146,7 +146,11 @@ class Store:
         return cls(connect(url), Keys(namespace))
 
     async def close(self) -> None:
+        """Close the client, and with a Sentinel URL the connections to the sentinels too."""
+        manager = getattr(self.redis.connection_pool, "sentinel_manager", None)
         await self.redis.aclose()
+        for sentinel in getattr(manager, "sentinels", ()):
+            await sentinel.aclose()
 
 
 def as_text(value: bytes | str) -> str:

@@ -27,6 +27,17 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
     group.stop()
 
 
+async def test_close_store_closes_sentinel_connections(sentinel_group: SentinelGroup) -> None:
+    store = await open_store(sentinel_group.url)
+    await store.redis.ping()
+    sentinels = store.redis.connection_pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+    assert any(s.connection_pool._available_connections for s in sentinels)
+    await store.close()
+    assert not any(c.is_connected for s in sentinels for c in s.connection_pool._available_connections), (
+        "a sentinel connection was left open"
+    )
+
+
 def test_parse_sentinel_url_reads_every_part() -> None:
     url = SentinelUrl.parse("redis+sentinel://:s%40cret@10.0.0.1:26379,[::1]:26380/mymaster/2")
     assert url.sentinels == (("10.0.0.1", 26379), ("::1", 26380))
