@@ -147,7 +147,7 @@ class Store:
 
     async def close(self) -> None:
         """Close the client, and with a Sentinel URL the connections to the sentinels too."""
-        manager = getattr(self.redis.connection_pool, "sentinel_manager", None)
+        manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
         await self.redis.aclose()
         for sentinel in getattr(manager, "sentinels", ()):
             await sentinel.aclose()

@@ -237,9 +237,10 @@ async def test_shutdown_pushes_back_job_past_grace(store: Store, sync_redis: red
     registry.register(stuck, "stuck")
     sync_redis.rpush("resque:queue:q", b'{"class":"other","args":[]}')
     async with running(Worker(store, registry, options(shutdown_grace_s=0.1, queues=("first", "q")))):
+        # The unknown job fails first; only then does the stuck one arrive (it would be taken first).
+        await wait_until(lambda: sync_redis.llen("resque:failed") == 1)
         raw = await enqueue(store, "first", "stuck", [1])
         await asyncio.wait_for(started.wait(), 5)
-        await wait_until(lambda: sync_redis.llen("resque:failed") == 1)
     assert sync_redis.lrange("resque:queue:first", 0, -1) == [raw]
     assert not sync_redis.exists("resque:worker:testhost:4242:first,q")
     assert sync_redis.get("resque:stat:failed") == b"1"  # the unknown "other" job, not the stuck one
