@@ -18,7 +18,7 @@ from service.payments import Payment
 from service.recording import Result, record_observations
 from service.settings import NetworkName, Settings
 from workers.codec import JSONValue, encode_job
-from workers.connection import Store, script_for
+from workers.connection import Store
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class PaymentSink:
         """Enqueue a reversal of ``payment`` if it had been enqueued; True if this call did."""
         keys = self.store.keys
         raw = encode_job(self.reversal_queue, self.reversal_job_class, [_job_arg(payment)])
-        pushed = await script_for(self.store.redis, _REVERSE)(
+        pushed = await self.store.script(_REVERSE)(
             keys=[keys.unique(payment.id), keys.queues, keys.queue(self.reversal_queue)],
             args=[self.reversal_queue, raw, keys.wake_channel],
         )

@@ -21,7 +21,7 @@ from service.networks import Network
 from service.payments import Payment, PaymentPolicy
 from service.settings import NetworkSettings, Settings
 from workers.codec import JSONValue, encode_job
-from workers.connection import Redis, Store, as_bytes, script_for
+from workers.connection import Redis, Store, as_bytes
 from workers.queues import enqueue_unique
 
 logger = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ async def record_delivery(
         enqueued = Outcome(item.id, Result.ENQUEUED, "", item, network.queue)
         duplicate = Outcome(item.id, Result.DUPLICATE, "enqueued before", item, network.queue)
         items += ["e", network.queue, raw, orjson.dumps(enqueued.to_json()), orjson.dumps(duplicate.to_json())]
-    reply = await script_for(store.redis, RECORD_DELIVERY)(
+    reply = await store.script(RECORD_DELIVERY)(
         keys=script_keys,
         args=[
             settings.delivery_retention_s,

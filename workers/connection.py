@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
@@ -132,6 +131,7 @@ class Store:
     recover: AsyncScript = field(init=False)
     retry_failed: AsyncScript = field(init=False)
     enqueue_unique: AsyncScript = field(init=False)
+    _on_demand: dict[str, AsyncScript] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.enqueue = self.redis.register_script(scripts.ENQUEUE)
@@ -144,6 +144,13 @@ class Store:
     @classmethod
     def from_url(cls, url: str, namespace: str = "resque") -> Store:
         return cls(connect(url), Keys(namespace))
+
+    def script(self, source: str) -> AsyncScript:
+        """``source`` registered on this store's client, once (for scripts outside the fields above)."""
+        script = self._on_demand.get(source)
+        if script is None:
+            script = self._on_demand[source] = self.redis.register_script(source)
+        return script
 
     async def close(self) -> None:
         """Close the client, and with a Sentinel URL the connections to the sentinels too."""
@@ -161,14 +168,3 @@ def as_text(value: bytes | str) -> str:
 def as_bytes(value: bytes | str) -> bytes:
     """A Redis reply as the exact bytes stored."""
     return value.encode() if isinstance(value, str) else bytes(value)
-
-
-_registered: weakref.WeakKeyDictionary[Any, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
-
-
-def script_for(redis: Any, source: str) -> AsyncScript:
-    """``source`` registered on ``redis``, once per client (for scripts outside :class:`Store`)."""
-    scripts = _registered.setdefault(redis, {})
-    if source not in scripts:
-        scripts[source] = redis.register_script(source)
-    return scripts[source]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, encode_job
-from workers.connection import Store, as_bytes, as_text, script_for
+from workers.connection import Store, as_bytes, as_text
 from workers.delayed_scripts import ENQUEUE_AT, REMOVE_DELAYED
 from workers.errors import ResqueError
 
@@ -80,7 +80,7 @@ async def enqueue_raw_at(store: Store, timestamp_s: int, raw: bytes, *, allow_du
     """Store already-encoded job bytes for ``timestamp_s``; False if refused as a duplicate."""
     keys = store.keys
     member = keys.delayed_member(timestamp_s)
-    stored = await script_for(store.redis, ENQUEUE_AT)(
+    stored = await store.script(ENQUEUE_AT)(
         keys=[keys.delayed_schedule, keys.delayed(timestamp_s), timestamps_key(store, raw)],
         args=[raw, timestamp_s, member, "1" if allow_duplicate else "0"],
     )
@@ -133,7 +133,7 @@ async def del_delayed(store: Store, queue: str, class_name: str, args: Sequence[
 async def remove_delayed(store: Store, timestamp_s: int, raw: bytes) -> int:
     """Remove the job stored as ``raw`` from ``timestamp_s``; return how many copies went."""
     keys = store.keys
-    removed = await script_for(store.redis, REMOVE_DELAYED)(
+    removed = await store.script(REMOVE_DELAYED)(
         keys=[keys.delayed_schedule, keys.delayed(timestamp_s), timestamps_key(store, raw)],
         args=[raw, timestamp_s, keys.delayed_member(timestamp_s)],
     )

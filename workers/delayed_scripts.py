@@ -1,6 +1,6 @@
 """The Lua scripts behind delayed jobs, the scheduler's leader lock and retries.
 
-They live apart from ``workers.scripts`` because they are registered on demand (``workers.connection.script_for``)
+They live apart from ``workers.scripts`` because they are registered on demand (``Store.script``)
 rather than by ``Store``. Each one is a single atomic step: a delayed job is never half written, a
 due job is never popped without being pushed, and a finished job's outcome (processed, retried
 later, or failed for good) is recorded whole.

@@ -37,7 +37,7 @@ import orjson
 
 from workers.clock import ruby_failed_at, utcnow
 from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, member_raw
-from workers.connection import Store, script_for
+from workers.connection import Store
 from workers.delayed import timestamps_key
 from workers.delayed_scripts import SETTLE
 from workers.errors import UnknownJob
@@ -182,7 +182,7 @@ async def settle_job(
         else:
             mode, entry = "fail", _final_entry(raw, queue, worker_id, error, attempt, [*history, record])
     ttl_s = STATE_RETENTION_S + max(0, retry_at_s - int(clock()))
-    done = await script_for(store.redis, SETTLE)(
+    done = await store.script(SETTLE)(
         keys=[
             record_key,
             keys.stat(counter),

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.clock import ruby_failed_at, utcnow
-from workers.connection import Store, script_for
+from workers.connection import Store
 from workers.delayed import delayed_timestamps
 from workers.delayed_scripts import MOVE_DUE, RELEASE_LEAD, TRY_LEAD
 
@@ -57,7 +57,7 @@ class Scheduler:
 
     async def try_lead(self) -> bool:
         """Take the leader lock, or renew it if it is ours; True while this scheduler leads."""
-        held = await script_for(self.store.redis, TRY_LEAD)(
+        held = await self.store.script(TRY_LEAD)(
             keys=[self.store.keys.scheduler_lock], args=[self.name, self.lock_timeout_s]
         )
         self._set_leader(bool(held))
@@ -65,9 +65,7 @@ class Scheduler:
 
     async def release(self) -> bool:
         """Give up the leader lock if this scheduler holds it; True if it did."""
-        released = await script_for(self.store.redis, RELEASE_LEAD)(
-            keys=[self.store.keys.scheduler_lock], args=[self.name]
-        )
+        released = await self.store.script(RELEASE_LEAD)(keys=[self.store.keys.scheduler_lock], args=[self.name])
         self._set_leader(False)
         return bool(released)
 
@@ -90,7 +88,7 @@ class Scheduler:
     async def move_timestamp(self, timestamp_s: int) -> int:
         """Move every job stored at ``timestamp_s``, a batch per script call; return how many moved."""
         keys = self.store.keys
-        move = script_for(self.store.redis, MOVE_DUE)
+        move = self.store.script(MOVE_DUE)
         moved = 0
         while True:
             count, left = await move(
