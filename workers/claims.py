@@ -4,14 +4,15 @@ Every slot of a worker process finishes a job and claims its next one in one ato
 (``scripts.FINISH_AND_CLAIM``). When several slots reach that point in the same turn of the event
 loop, which is what a busy queue of short jobs looks like, their steps travel together as one
 script call: one round trip and one Lua call for the batch instead of one per job. Each slot is
-still a Resque worker of its own with its own in-flight record; only the transport is shared.
+still a Resque worker of its own with its own in-flight record; only the transport is shared
+(workers.batching).
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from workers.batching import Coalescer
 from workers.clock import iso_z, utcnow
 from workers.connection import Store, as_bytes, as_text
 
@@ -28,24 +29,22 @@ class SlotKeys:
     processed_key: str
 
 
-@dataclass(slots=True)
-class _Request:
+@dataclass(frozen=True, slots=True)
+class _Step:
     slot: SlotKeys
     finished: bytes
     state_key: str
-    future: asyncio.Future[tuple[bool, Claimed | None]]
 
 
-@dataclass(slots=True)
 class ClaimBatcher:
     """Gathers the steps requested during one event-loop turn and sends them as one script call per
     queue list."""
 
-    store: Store
-    max_batch: int = 64
-    _pending: dict[tuple[str, ...], list[_Request]] = field(default_factory=dict)
-    _flushing: bool = False
-    _sending: set[asyncio.Task[None]] = field(default_factory=set)
+    def __init__(self, store: Store, max_batch: int = 64) -> None:
+        self.store = store
+        self._coalescer: Coalescer[tuple[str, ...], _Step, tuple[bool, Claimed | None]] = Coalescer(
+            self._send, max_batch
+        )
 
     async def finish_and_claim(
         self, slot: SlotKeys, queues: tuple[str, ...], finished: bytes = b"", state_key: str = ""
@@ -57,44 +56,20 @@ class ClaimBatcher:
         already) and the claimed job, if any queue had one. Redis errors propagate to every slot of
         the batch; the step is safe to send again.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[bool, Claimed | None]] = loop.create_future()
-        self._pending.setdefault(queues, []).append(_Request(slot, finished, state_key or slot.record_key, future))
-        if not self._flushing:
-            self._flushing = True
-            loop.call_soon(self._flush)
-        return await future
+        return await self._coalescer.submit(queues, _Step(slot, finished, state_key or slot.record_key))
 
-    def _flush(self) -> None:
-        self._flushing = False
-        pending, self._pending = self._pending, {}
-        for queues, requests in pending.items():
-            for start in range(0, len(requests), self.max_batch):
-                batch = requests[start : start + self.max_batch]
-                task = asyncio.ensure_future(self._send(queues, batch))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
-
-    async def _send(self, queues: tuple[str, ...], batch: list[_Request]) -> None:
+    async def _send(self, queues: tuple[str, ...], batch: list[_Step]) -> list[tuple[bool, Claimed | None]]:
         keys = self.store.keys
         slot_keys: list[str] = []
         slot_args: list[str | bytes] = []
-        for request in batch:
-            slot_keys += [request.slot.record_key, request.slot.processed_key, request.state_key]
-            slot_args += [request.slot.name, request.finished]
-        try:
-            replies = await self.store.finish_and_claim(
-                keys=[keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)],
-                args=[iso_z(utcnow()), len(batch), *slot_args, *queues],
-            )
-        except BaseException as exc:
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for request, reply in zip(batch, replies, strict=True):
-            claimed = (as_text(reply[1]), as_bytes(reply[2])) if len(reply) == 3 else None
-            if not request.future.done():
-                request.future.set_result((bool(int(reply[0])), claimed))
+        for step in batch:
+            slot_keys += [step.slot.record_key, step.slot.processed_key, step.state_key]
+            slot_args += [step.slot.name, step.finished]
+        replies = await self.store.finish_and_claim(
+            keys=[keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)],
+            args=[iso_z(utcnow()), len(batch), *slot_args, *queues],
+        )
+        return [
+            (bool(int(reply[0])), (as_text(reply[1]), as_bytes(reply[2])) if len(reply) == 3 else None)
+            for reply in replies
+        ]
