@@ -13,15 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-import orjson
-
 from service.bodies import Observation, Status
 from service.errors import PayqError
 from service.networks import Network
 from service.payments import Payment, PaymentPolicy
 from service.settings import NetworkSettings, Settings
-from workers.codec import JSONValue, encode_job
-from workers.connection import Redis, Store, as_bytes
+from workers.codec import JSONValue
+from workers.connection import Redis, Store
 from workers.queues import enqueue_unique
 
 logger = logging.getLogger(__name__)
@@ -116,7 +114,7 @@ async def _record(
 
 
 async def _record_one(store: Store, settings: Settings, policy: PaymentPolicy, observation: Observation) -> Outcome:
-    classified = _classify(policy, observation)
+    classified = classify(policy, observation)
     if isinstance(classified, Outcome):
         return classified
     network = settings.network(Network(classified.network).value)
@@ -129,10 +127,11 @@ async def _record_one(store: Store, settings: Settings, policy: PaymentPolicy, o
         unique_key=classified.id,
         retention_s=settings.dedupe_retention_s,
     )
-    return _pushed(classified, network, pushed)
+    _log_pushed(classified, network, pushed)
+    return pushed_outcome(classified, network, pushed)
 
 
-def _classify(policy: PaymentPolicy, observation: Observation) -> Outcome | Payment:
+def classify(policy: PaymentPolicy, observation: Observation) -> Outcome | Payment:
     """The outcome of an observation that enqueues nothing, or the confirmed payment to enqueue."""
     payment = observation.payment
     if observation.status is Status.REJECTED:
@@ -149,10 +148,17 @@ def _classify(policy: PaymentPolicy, observation: Observation) -> Outcome | Paym
     return payment
 
 
-def _pushed(payment: Payment, network: NetworkSettings, pushed: bool) -> Outcome:
+def pushed_outcome(payment: Payment, network: NetworkSettings, pushed: bool) -> Outcome:
+    """The outcome of a confirmed payment: enqueued now, or a duplicate of one enqueued before."""
+    if not pushed:
+        return Outcome(payment.id, Result.DUPLICATE, "enqueued before", payment, network.queue)
+    return Outcome(payment.id, Result.ENQUEUED, "", payment, network.queue)
+
+
+def _log_pushed(payment: Payment, network: NetworkSettings, pushed: bool) -> None:
     if not pushed:
         logger.info("payment duplicate id=%s queue=%s", payment.id, network.queue)
-        return Outcome(payment.id, Result.DUPLICATE, "enqueued before", payment, network.queue)
+        return
     logger.info(
         "payment enqueued id=%s queue=%s class=%s source=%s request_id=%s",
         payment.id,
@@ -161,7 +167,6 @@ def _pushed(payment: Payment, network: NetworkSettings, pushed: bool) -> Outcome
         payment.source,
         payment.request_id,
     )
-    return Outcome(payment.id, Result.ENQUEUED, "", payment, network.queue)
 
 
 async def _wait_for_replicas(client: Redis, settings: Settings) -> None:
@@ -170,123 +175,3 @@ async def _wait_for_replicas(client: Redis, settings: Settings) -> None:
     if acknowledged < wanted:
         logger.warning("redis replicas lagging acknowledged=%s wanted=%s", acknowledged, wanted)
         raise NotReplicated(f"{acknowledged} of {wanted} Redis replicas acknowledged the jobs")
-
-
-# Webhook deliveries ---------------------------------------------------------------------------------------
-
-
-async def load_delivery(store: Store, webhook_id: str) -> bytes | None:
-    """The answer stored for a webhook delivery that was processed before, if any."""
-    stored = await store.redis.get(store.keys.delivery(webhook_id))
-    return None if stored is None else as_bytes(stored)
-
-
-async def save_delivery(store: Store, webhook_id: str, answer: bytes, retention_s: int) -> bool:
-    """Remember a processed delivery's answer; False when another request stored one first."""
-    stored = await store.redis.set(store.keys.delivery(webhook_id), answer, nx=True, ex=retention_s)
-    return bool(stored)
-
-
-# Record a signed delivery in one step: a delivery seen before gets its stored answer; otherwise each
-# confirmed payment is enqueued unless its id was seen within the retention (what ENQUEUE_UNIQUE does
-# for one payment), and the delivery's answer, assembled from the outcomes, is stored for replays.
-# KEYS: delivery key, queues set, then per confirmed payment: unique key, queue list.
-# ARGV: delivery retention (s), dedupe retention (s), wake channel, answer head, answer tail, item
-#       count, then per item either 'f' and its answer fragment, or 'e', queue name, raw job, the
-#       fragment when enqueued, the fragment when a duplicate.
-# Returns {1, stored answer} for a delivery seen before, else {0, answer, {1 or 0 per confirmed payment}}.
-RECORD_DELIVERY = """
-local stored = redis.call('GET', KEYS[1])
-if stored then return {1, stored} end
-local parts, pushed = {}, {}
-local k, a = 3, 7
-for i = 1, tonumber(ARGV[6]) do
-  if ARGV[a] == 'f' then
-    parts[i] = ARGV[a + 1]
-    a = a + 2
-  else
-    local queue, raw = ARGV[a + 1], ARGV[a + 2]
-    if redis.call('SET', KEYS[k], raw, 'NX', 'EX', ARGV[2]) then
-      redis.call('SADD', KEYS[2], queue)
-      redis.call('RPUSH', KEYS[k + 1], raw)
-      redis.call('PUBLISH', ARGV[3], queue)
-      parts[i] = ARGV[a + 3]
-      pushed[#pushed + 1] = 1
-    else
-      parts[i] = ARGV[a + 4]
-      pushed[#pushed + 1] = 0
-    end
-    k, a = k + 2, a + 5
-  end
-end
-local answer = ARGV[4] .. table.concat(parts, ',') .. ARGV[5]
-redis.call('SET', KEYS[1], answer, 'NX', 'EX', ARGV[1])
-return {0, answer, pushed}
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    """What one-step recording did: answered a replay from the stored answer, or recorded the outcomes."""
-
-    replayed: bool
-    answer: bytes
-    outcomes: list[Outcome]
-
-
-def records_in_one_step(settings: Settings) -> bool:
-    """Whether a signed delivery can be recorded by ``record_delivery`` (not while waiting for replicas,
-    which needs its own connection and a WAIT after the writes)."""
-    return settings.redis_wait_replicas == 0
-
-
-async def record_delivery(
-    store: Store,
-    settings: Settings,
-    webhook_id: str,
-    observations: Sequence[Observation],
-    answer_head: bytes,
-    answer_tail: bytes,
-) -> DeliveryRecord:
-    """Record a signed delivery in one round trip: replay check, every enqueue, and the stored answer.
-
-    The answer is ``answer_head``, the outcomes' JSON joined by commas, and ``answer_tail``. Raises
-    redis.exceptions.RedisError when Redis is unreachable.
-    """
-    policy = payment_policy(settings)
-    keys = store.keys
-    script_keys = [keys.delivery(webhook_id), keys.queues]
-    items: list[str | bytes] = []
-    classified = [_classify(policy, o) for o in observations]
-    for item in classified:
-        if isinstance(item, Outcome):
-            items += ["f", orjson.dumps(item.to_json())]
-            continue
-        network = settings.network(Network(item.network).value)
-        raw = encode_job(network.queue, network.job_class, [{**item.to_job_arg()}])
-        script_keys += [keys.unique(item.id), keys.queue(network.queue)]
-        enqueued = Outcome(item.id, Result.ENQUEUED, "", item, network.queue)
-        duplicate = Outcome(item.id, Result.DUPLICATE, "enqueued before", item, network.queue)
-        items += ["e", network.queue, raw, orjson.dumps(enqueued.to_json()), orjson.dumps(duplicate.to_json())]
-    reply = await store.script(RECORD_DELIVERY)(
-        keys=script_keys,
-        args=[
-            settings.delivery_retention_s,
-            settings.dedupe_retention_s,
-            keys.wake_channel,
-            answer_head,
-            answer_tail,
-            len(classified),
-            *items,
-        ],
-    )
-    if int(reply[0]) == 1:
-        return DeliveryRecord(True, as_bytes(reply[1]), [])
-    flags = iter(int(flag) for flag in reply[2])
-    outcomes = [
-        item
-        if isinstance(item, Outcome)
-        else _pushed(item, settings.network(Network(item.network).value), next(flags) == 1)
-        for item in classified
-    ]
-    return DeliveryRecord(False, as_bytes(reply[1]), outcomes)
