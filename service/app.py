@@ -9,15 +9,26 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.types import Receive, Scope, Send
 
-from service.intake import router as intake_router
+from service import intake
 from service.settings import Settings, get_settings
 from workers.connection import Store, open_store
 
 VERSION = "0.1.0"
 
 
-def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+class PayqApp(FastAPI):
+    """The FastAPI app, with webhook deliveries answered ahead of its routing (service.intake.serve)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if intake.is_intake_request(scope):
+            await intake.serve(self, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> PayqApp:
     """Build the app for ``settings``; a ``store`` passed in is used as is and not closed."""
 
     @asynccontextmanager
@@ -34,10 +45,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             if own:
                 await app.state.store.close()
 
-    app = FastAPI(title="payq", version=VERSION, lifespan=lifespan)
+    app = PayqApp(title="payq", version=VERSION, lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
-    app.include_router(intake_router)  # first: the busiest route is matched before any other is tried
+    app.include_router(intake.router)
     _add_operator_routes(app, settings)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
@@ -77,6 +88,6 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> PayqApp:
     """The app for the ``PAYQ_*`` environment: the factory ``payq api`` hands to each uvicorn worker."""
     return create_app(get_settings())

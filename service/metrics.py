@@ -118,6 +118,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self._webhook_children: dict[tuple[str, str], Counter] = {}
         self._redis = _RedisCollector()
         self.registry.register(self._redis)
         self._lock = asyncio.Lock()
@@ -125,7 +126,12 @@ class Metrics:
     def observe_webhook(self, network: str, outcome: str) -> None:
         """Count one webhook delivery; unknown networks are counted as ``other`` to bound the labels."""
         label = network if network in NETWORKS else "other"
-        self.webhook_requests.labels(network=label, outcome=outcome).inc()
+        child = self._webhook_children.get((label, outcome))
+        if child is None:
+            child = self._webhook_children[label, outcome] = self.webhook_requests.labels(
+                network=label, outcome=outcome
+            )
+        child.inc()
 
     def observe_enqueue_latency(self, seconds: float) -> None:
         """Record how long one payment took from arrival to being stored as a job."""

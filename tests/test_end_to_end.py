@@ -80,7 +80,7 @@ async def test_payq_send_reaches_log_job_through_api_and_redis(
     assert accepted.startswith(
         f"webhook accepted request_id={answer['request_id']} network=bitcoin status=202 auth=signature webhook_id=msg_"
     )
-    assert accepted.endswith("enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0")
+    assert accepted.endswith(f"enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0 enqueued_ids={outcome['id']}")
 
 
 async def test_payq_api_serves_payq_send_and_keeps_the_token_out_of_its_log(

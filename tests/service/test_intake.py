@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import orjson
 import pytest
 import redis
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
+from service.app import create_app
+from service.intake import is_intake_request
 from service.settings import Settings
 from tests.service import fixtures
 from tests.service.intake_client import (
@@ -19,6 +24,7 @@ from tests.service.intake_client import (
     intake_client,
     intake_settings,
     post_signed,
+    signed_headers,
     utxo_body,
 )
 from workers.codec import decode_job, encode_job
@@ -363,7 +369,7 @@ async def test_post_payments_carries_given_request_id_into_job_and_log(
     lines = [r.getMessage() for r in caplog.records if r.name == "service.intake"]
     assert lines == [
         "webhook accepted request_id=explorer-req-0042 network=bitcoin status=202 auth=token webhook_id=None "
-        "enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0"
+        f"enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0 enqueued_ids=bitcoin:{TXID}:1"
     ]
 
 
@@ -434,3 +440,54 @@ async def test_post_payments_answers_500_only_for_a_bug_and_logs_it(
     assert response.json()["error"] == "internal" and "bug" not in response.text
     [record] = [r for r in caplog.records if r.getMessage().startswith("webhook failed")]
     assert record.exc_info is not None and record.levelno == logging.ERROR
+
+
+async def test_fast_path_answers_as_the_fastapi_route_does(
+    store: Store, sync_redis: redis.Redis, redis_url: str
+) -> None:
+    app = create_app(intake_settings(redis_url), store)
+
+    async def through_framework(scope: Scope, receive: Receive, send: Send) -> None:
+        await FastAPI.__call__(app, scope, receive, send)  # skip PayqApp's shortcut to the intake
+
+    answers = []
+    for transport, output_index in ((httpx.ASGITransport(app), 1), (httpx.ASGITransport(through_framework), 2)):
+        async with httpx.AsyncClient(transport=transport, base_url="http://payq.test") as client:
+            body = orjson.dumps(utxo_body(output_index=output_index))
+            headers = {**signed_headers(body), "X-Request-Id": f"req-{output_index}"}
+            accepted = await client.post("/payments/bitcoin", content=body, headers=headers)
+            refused = await client.post("/payments/bitcoin", content=body, headers={"X-Request-Id": "req-0"})
+            unknown = await client.post(
+                f"/payments/litecoin?token={TOKEN}", content=body, headers={"X-Request-Id": "r"}
+            )
+        answers.append([(r.status_code, r.headers["content-type"], r.json()) for r in (accepted, refused, unknown)])
+        assert accepted.headers["x-request-id"] == f"req-{output_index}"
+
+    fast, routed = answers
+    assert [status for status, _, _ in fast] == [202, 401, 404]
+    assert fast[1:] == routed[1:]
+    assert fast[0][2] == {**routed[0][2], "request_id": "req-1", "payments": fast[0][2]["payments"]}
+    assert [p["id"] for p in (fast[0][2]["payments"][0], routed[0][2]["payments"][0])] == [
+        f"bitcoin:{TXID}:1",
+        f"bitcoin:{TXID}:2",
+    ]
+    assert len(queued(sync_redis, "bitcoin:incoming")) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "root_path", "intake"),
+    [
+        ("POST", "/payments/bitcoin", "", True),
+        ("POST", "/payments/no-such-network", "", True),  # answered 404 by the intake itself
+        ("POST", "/payq/payments/ripple", "/payq", True),
+        ("GET", "/payments/bitcoin", "", False),
+        ("POST", "/payments/bitcoin/", "", False),
+        ("POST", "/payments/", "", False),
+        ("POST", "/payments/bitcoin/extra", "", False),
+        ("POST", "/queues/bitcoin", "", False),
+    ],
+)
+def test_intake_requests_are_told_apart_from_the_rest(method: str, path: str, root_path: str, intake: bool) -> None:
+    scope = {"type": "http", "method": method, "path": path, "root_path": root_path}
+
+    assert is_intake_request(scope) is intake
