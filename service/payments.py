@@ -55,7 +55,7 @@ class Payment(BaseModel):
 
     @field_serializer("received_at")
     def _iso_z(self, value: datetime) -> str:
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.isoformat().removesuffix("+00:00") + "Z"  # UTC, whole seconds (see _utc_seconds)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -40,8 +40,16 @@ class Job:
         return {"class": self.class_name, "queue": self.queue, "args": self.args}
 
 
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
 def _normalise(value: JSONValue) -> JSONValue:
     """Give values the form JavaScript would print: an integral float is an integer."""
+    cls = type(value)
+    if cls in _LEAVES:
+        return value
+    if cls is dict:  # the common case, a job's argument: only its floats and containers need a look
+        return {k: v if type(v) in _LEAVES else _normalise(v) for k, v in value.items()}  # type: ignore[union-attr]
     if isinstance(value, float):
         if value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
             return int(value)

@@ -127,7 +127,7 @@ class Worker:
         self.slots = [self._slot(name, f"{name}:{queues}") for name in names]
         self._claims = ClaimBatcher(store)
         self._policies: dict[str, RetryPolicy] = {}
-        self._queues: list[str] = [] if self.options.wildcard else list(self.options.queues)
+        self._queues: tuple[str, ...] = () if self.options.wildcard else tuple(self.options.queues)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._subscribed = asyncio.Event()
@@ -316,7 +316,7 @@ class Worker:
                     if message["type"] == "message":
                         queue = message["data"].decode()
                         if self.options.wildcard and queue not in self._queues:
-                            self._queues = sorted({*self._queues, queue})
+                            self._queues = tuple(sorted({*self._queues, queue}))
                         self._wake_up()
             except _REDIS_DOWN as exc:
                 logger.debug("wake-up subscription lost error=%s", exc)
@@ -330,7 +330,7 @@ class Worker:
     async def _refresh_queues(self) -> None:
         if self.options.wildcard:
             members = await self.store.redis.smembers(self.store.keys.queues)
-            self._queues = sorted(as_text(m) for m in members)
+            self._queues = tuple(sorted(as_text(m) for m in members))
 
     async def _claim(
         self, slot: Slot, finished: bytes = b"", state_key: str = ""
@@ -338,7 +338,7 @@ class Worker:
         """Claim the slot's next job, after counting ``finished`` (the bytes of a job the slot just
         performed, whose retry state is ``state_key``) in the same step; return whether ``finished``
         was counted, and the queue and bytes of the job claimed."""
-        queues = tuple(self._queues)
+        queues = self._queues
         if not queues and not finished:
             return False, None
         return await self._claims.finish_and_claim(slot.keys, queues, finished, state_key)
@@ -461,7 +461,11 @@ class Worker:
         # Only a class that retries can have left a retry state behind to clear (it expires anyway).
         retries = self._policy(job.class_name).attempts > 1
         state_key = self.store.keys.retry_state(fingerprint(retry_form(job, queue))) if retries else ""
-        recorded = await self._until_recorded(slot, queue, lambda: self._claim(slot, job.raw, state_key))
+        recorded: tuple[bool, tuple[str, bytes] | None] | None
+        try:
+            recorded = await self._claims.finish_and_claim(slot.keys, self._queues, job.raw, state_key)
+        except _REDIS_DOWN:
+            recorded = await self._until_recorded(slot, queue, lambda: self._claim(slot, job.raw, state_key))
         if recorded is None:
             return None, None
         counted, claimed = recorded
