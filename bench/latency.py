@@ -109,7 +109,10 @@ def measure(children: Children, client: redis.Redis, redis_port: int, rate: floa
         "BENCH_LATENCY_FILE": str(starts),
     }
     api = children.start("latency-api", [str(PAYQ), "api", "--port", str(port)], env)
-    worker = children.start("latency-worker", [str(PAYQ), "worker", "--queues", "bitcoin:incoming"], env)
+    # Ten slots, as in the throughput rows: one slot drains about as fast as the payments arrive here,
+    # and a queue that builds up would measure the backlog rather than the path from webhook to job.
+    argv = [str(PAYQ), "worker", "--queues", "bitcoin:incoming", "--concurrency", "10"]
+    worker = children.start("latency-worker", argv, env)
     try:
         if not wait_for_port(port, 30):
             raise RuntimeError(f"payq api did not listen; see {SCRATCH / 'logs'}")
