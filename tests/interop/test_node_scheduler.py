@@ -189,7 +189,9 @@ async def test_one_leader_between_payq_and_node_schedulers(
         second_task = asyncio.create_task(second.run())
         await delay_batch(6)
         await wait_until(lambda: sync_redis.llen("resque:queue:q") == 12, what="batch moved by node")
-        assert len(node.transferred) == 6
+        # node reports each move on its stdout after making it: wait for the last report to be read
+        await wait_until(lambda: len(node.transferred) == 6, what="node reports the six moves")
+        assert sorted(job["args"][0] for job in node.transferred) == list(range(6, 12))
         assert not second.leader
     await wait_until(lambda: second.leader, what="payq scheduler takes over from node")
     await delay_batch(12)
