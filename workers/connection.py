@@ -107,17 +107,17 @@ class HiredisPackingConnection(aioredis.Connection):
 
 
 def _packable(value: Any) -> Any:
-    """What hiredis packs as redis-py would encode it (bytes, str and int pass as they are)."""
+    """What hiredis packs as redis-py's encoder would encode it."""
     kind = type(value)
-    if kind is bytes or kind is str or kind is int:
+    if kind is bytes or kind is str or kind is int:  # hiredis writes an int's digits, as repr() would
         return value
-    if kind is float:
-        return repr(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
     if isinstance(value, bool):
         raise DataError("a bool cannot be sent to Redis: convert it to bytes, str or a number first")
-    if isinstance(value, (bytearray, memoryview)):
-        return bytes(value)
-    if isinstance(value, (bytes, str, int, float)):
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
         return value
     raise DataError(f"a {kind.__name__} cannot be sent to Redis: convert it to bytes, str or a number first")
 

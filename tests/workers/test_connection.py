@@ -43,3 +43,15 @@ async def test_store_client_round_trips_through_the_hiredis_packer(redis_url: st
     finally:
         await client.delete("payq:test:packed")
         await client.aclose()
+
+
+class Level(int):
+    def __repr__(self) -> str:
+        return f"Level({int(self)})"
+
+
+def test_packs_subclassed_numbers_by_their_repr_as_redis_py_does() -> None:
+    args = ("SET", "k", Level(3))
+    assert b"".join(HiredisPackingConnection().pack_command(*args)) == b"".join(
+        aioredis.Connection().pack_command(*args)
+    )
