@@ -21,7 +21,7 @@ import orjson
 
 from service.bodies import Observation
 from service.payments import Payment
-from service.recording import Outcome, Result, classify, payment_policy, pushed_outcome
+from service.recording import Outcome, classify, payment_policy, pushed_outcome
 from service.settings import NETWORKS, NetworkSettings, Settings
 from workers.batching import Coalescer
 from workers.codec import encode_job
@@ -140,8 +140,7 @@ class DeliveryRecorder:
             network = self._networks[item.network.value]
             raw = encode_job(network.queue, network.job_class, [{**item.to_job_arg()}])
             script_keys += [keys.unique(item.id), keys.queue(network.queue)]
-            enqueued = _fragment(Outcome(item.id, Result.ENQUEUED, "", item, network.queue))
-            duplicate = _fragment(Outcome(item.id, Result.DUPLICATE, "enqueued before", item, network.queue))
+            enqueued, duplicate = (_fragment(pushed_outcome(item, network, pushed)) for pushed in (True, False))
             items.append(["e", network.queue, raw.decode(), enqueued, duplicate])
             classified.append((item, network))
         spec = [0 if webhook_id is None else 1, head.decode(), tail.decode(), items]
