@@ -304,7 +304,7 @@ class Intake:
 
     def _authenticate(self, headers: dict[str, str], scope: Scope, raw: bytes) -> tuple[str | None, str]:
         """Return the delivery's webhook-id (signed deliveries only) and how it was authenticated."""
-        if "webhook-signature" in headers or "webhook-id" in headers or "webhook-timestamp" in headers:
+        if not headers.keys().isdisjoint(_SIGNATURE_HEADERS):
             try:
                 webhook_id = verify_webhook(
                     self._secrets, headers, raw, now=int(time.time()), tolerance_s=self.settings.signature_tolerance_s
