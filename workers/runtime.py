@@ -461,11 +461,7 @@ class Worker:
         # Only a class that retries can have left a retry state behind to clear (it expires anyway).
         retries = self._policy(job.class_name).attempts > 1
         state_key = self.store.keys.retry_state(fingerprint(retry_form(job, queue))) if retries else ""
-        recorded: tuple[bool, tuple[str, bytes] | None] | None
-        try:
-            recorded = await self._claims.finish_and_claim(slot.keys, self._queues, job.raw, state_key)
-        except _REDIS_DOWN:
-            recorded = await self._until_recorded(slot, queue, lambda: self._claim(slot, job.raw, state_key))
+        recorded = await self._until_recorded(slot, queue, lambda: self._claim(slot, job.raw, state_key))
         if recorded is None:
             return None, None
         counted, claimed = recorded
