@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 import time
+from typing import TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -43,6 +45,54 @@ class PayqFormatter(logging.Formatter):
         return f"{stamp},{int(record.msecs):03d}"
 
 
+class TurnBufferedHandler(logging.StreamHandler[TextIO]):
+    """Writes to stderr once per turn of the event loop rather than once per line.
+
+    A busy worker or API process logs a line per job or request, many of them in a single turn of its
+    event loop; a write call for each is a good part of what the line costs. Lines logged on the loop's
+    thread at info and below are gathered and written together when the turn ends. Warnings and
+    errors, and every line logged where no loop runs (a job in a thread, start-up, shutdown), are
+    written at once, after whatever was gathered before them, so the order of lines never changes.
+    The gathered lines are written at exit too (logging flushes its handlers then); only a process
+    killed outright can lose the lines of its last turn.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._lines: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop runs on this thread
+            loop = None
+        if loop is None or record.levelno >= logging.WARNING:
+            self.flush()
+        elif self._flush_on is not loop:  # the turn's first line (or a loop that stopped before its flush)
+            self._flush_on = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._flush_on = None
+            if self._lines:
+                text, self._lines = "".join(self._lines), []
+                self.stream.write(text)
+            self.stream.flush()
+        except Exception:
+            # Report through logging's own last resort; these lines are lost either way.
+            self.handleError(logging.makeLogRecord({"msg": "log lines not written"}))
+        finally:
+            self.release()
+
+
 def uvicorn_log_config(level: str) -> dict[str, object]:
     """payq's log format for uvicorn and every worker process it starts, with URL tokens redacted."""
     return {
@@ -52,8 +102,7 @@ def uvicorn_log_config(level: str) -> dict[str, object]:
         "formatters": {"plain": {"()": PayqFormatter}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "()": TurnBufferedHandler,
                 "formatter": "plain",
                 "filters": ["redact"],
             }
@@ -69,7 +118,7 @@ def configure_logging(level: str) -> None:
     # (a worker at info logs a line per job; see the logging HOWTO's "Optimization" section).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, force=True)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(PayqFormatter())
-        handler.addFilter(RedactTokens())
+    handler = TurnBufferedHandler()
+    handler.setFormatter(PayqFormatter())
+    handler.addFilter(RedactTokens())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

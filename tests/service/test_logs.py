@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
-from service.logs import LOG_FORMAT, PayqFormatter, RedactTokens
+from service.logs import LOG_FORMAT, PayqFormatter, RedactTokens, TurnBufferedHandler
 
 
 def record(created: float, msg: str, *args: object) -> logging.LogRecord:
@@ -39,3 +40,88 @@ def test_redaction_blanks_url_tokens_and_merges_the_arguments_once() -> None:
     assert line.args is None
     assert line.getMessage() == '"POST /payments/bitcoin?token=<redacted>&x=1 HTTP/1.1" 202'
     assert "s3cret" not in PayqFormatter().format(line)
+
+
+class Writes:
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def buffered_logger(stream: Writes) -> logging.Logger:
+    handler = TurnBufferedHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"payq.test.buffered.{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def test_lines_of_one_loop_turn_are_written_together_when_the_turn_ends() -> None:
+    stream = Writes()
+    log = buffered_logger(stream)
+
+    for n in range(3):
+        log.info("job performed n=%d", n)
+    assert stream.writes == []
+    await asyncio.sleep(0)
+
+    assert stream.writes == ["INFO job performed n=0\nINFO job performed n=1\nINFO job performed n=2\n"]
+    log.info("next turn")
+    await asyncio.sleep(0)
+    assert stream.writes[1:] == ["INFO next turn\n"]
+
+
+async def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    stream = Writes()
+    log = buffered_logger(stream)
+
+    log.info("job performed")
+    log.warning("job failed")
+
+    assert "".join(stream.writes) == "INFO job performed\nWARNING job failed\n"
+
+
+async def test_a_line_from_a_thread_keeps_its_place() -> None:
+    stream = Writes()
+    log = buffered_logger(stream)
+
+    log.info("on the loop")
+    await asyncio.to_thread(log.info, "in a thread")
+    log.info("on the loop again")
+    await asyncio.sleep(0)
+
+    assert "".join(stream.writes) == "INFO on the loop\nINFO in a thread\nINFO on the loop again\n"
+
+
+def test_lines_left_by_a_loop_that_stopped_are_written_by_the_next_loop_or_at_exit() -> None:
+    stream = Writes()
+    log = buffered_logger(stream)
+
+    def stop_and_log(loop: asyncio.AbstractEventLoop) -> None:
+        loop.stop()  # this turn is the loop's last: it never runs the flush scheduled for it
+        log.info("last turn")
+
+    loop = asyncio.new_event_loop()
+    loop.call_soon(stop_and_log, loop)
+    loop.run_forever()
+    loop.close()
+    assert stream.writes == []
+
+    async def log_once() -> None:
+        log.info("another loop")
+
+    asyncio.run(log_once())
+    assert "".join(stream.writes) == "INFO last turn\nINFO another loop\n"
+
+    log.info("no loop")
+    assert "".join(stream.writes).endswith("INFO no loop\n")
