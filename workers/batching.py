@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from functools import partial
 from typing import Generic, TypeVar
 
 GroupT = TypeVar("GroupT", bound=Hashable)
@@ -33,7 +34,7 @@ class Coalescer(Generic[GroupT, ItemT, ResultT]):
         self.max_batch = max_batch
         self._pending: dict[GroupT, list[tuple[ItemT, asyncio.Future[ResultT]]]] = {}
         self._flushing = False
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Future[Sequence[ResultT]]] = set()
 
     async def submit(self, group: GroupT, item: ItemT) -> ResultT:
         """Send ``item`` with the others of its group submitted in this turn, and return its result."""
@@ -50,19 +51,41 @@ class Coalescer(Generic[GroupT, ItemT, ResultT]):
         pending, self._pending = self._pending, {}
         for group, requests in pending.items():
             for start in range(0, len(requests), self.max_batch):
-                task = asyncio.ensure_future(self._send(group, requests[start : start + self.max_batch]))
-                self._sending.add(task)
-                task.add_done_callback(self._sending.discard)
+                self._send(group, requests[start : start + self.max_batch])
 
-    async def _send(self, group: GroupT, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
+    def _send(self, group: GroupT, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
         try:
-            results = await self._send_batch(group, [item for item, _ in batch])
-        except BaseException as exc:
+            awaitable = self._send_batch(group, [item for item, _ in batch])
+        except Exception as exc:
+            self._settle(batch, exc, [])
+            return
+        # A send that returns a plain future (a call already written to Redis) costs no task; a
+        # coroutine becomes one.
+        sending = asyncio.ensure_future(awaitable)
+        self._sending.add(sending)
+        sending.add_done_callback(partial(self._sent, batch))
+
+    def _sent(
+        self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]], sending: asyncio.Future[Sequence[ResultT]]
+    ) -> None:
+        self._sending.discard(sending)
+        if sending.cancelled():
+            self._settle(batch, asyncio.CancelledError(), [])
+        elif (exc := sending.exception()) is not None:
+            self._settle(batch, exc, [])
+        elif len(results := sending.result()) != len(batch):
+            self._settle(batch, RuntimeError(f"{len(results)} results for a batch of {len(batch)}"), [])
+        else:
+            self._settle(batch, None, results)
+
+    @staticmethod
+    def _settle(
+        batch: list[tuple[ItemT, asyncio.Future[ResultT]]], exc: BaseException | None, results: Sequence[ResultT]
+    ) -> None:
+        if exc is not None:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():

@@ -10,14 +10,21 @@ still a Resque worker of its own with its own in-flight record; only the transpo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
+from workers import scripts
 from workers.batching import Coalescer
 from workers.clock import iso_z, utcnow
 from workers.connection import Store, as_bytes, as_text
+from workers.pipe import ScriptPipe
 
 Claimed = tuple[str, bytes]
 """A claimed job: the queue it came from and its raw bytes."""
+
+Reply = list[Any]
+"""One slot's part of the script's reply: ``[counted]``, or ``[counted, queue, job]`` with a job claimed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +45,12 @@ class _Step:
 
 class ClaimBatcher:
     """Gathers the steps requested during one event-loop turn and sends them as one script call per
-    queue list."""
+    queue list, over a ``ScriptPipe`` of their own where the deployment allows one."""
 
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
-        self._coalescer: Coalescer[tuple[str, ...], _Step, tuple[bool, Claimed | None]] = Coalescer(
-            self._send, max_batch
-        )
+        self.pipe = ScriptPipe.for_store(store, scripts.FINISH_AND_CLAIM)
+        self._coalescer: Coalescer[tuple[str, ...], _Step, Reply] = Coalescer(self._send, max_batch)
 
     async def finish_and_claim(
         self, slot: SlotKeys, queues: tuple[str, ...], finished: bytes = b"", state_key: str = ""
@@ -56,20 +62,22 @@ class ClaimBatcher:
         already) and the claimed job, if any queue had one. Redis errors propagate to every slot of
         the batch; the step is safe to send again.
         """
-        return await self._coalescer.submit(queues, _Step(slot, finished, state_key or slot.record_key))
+        reply = await self._coalescer.submit(queues, _Step(slot, finished, state_key or slot.record_key))
+        return bool(reply[0]), (as_text(reply[1]), as_bytes(reply[2])) if len(reply) == 3 else None
 
-    async def _send(self, queues: tuple[str, ...], batch: list[_Step]) -> list[tuple[bool, Claimed | None]]:
+    def _send(self, queues: tuple[str, ...], batch: list[_Step]) -> Awaitable[list[Reply]]:
         keys = self.store.keys
         slot_keys: list[str] = []
         slot_args: list[str | bytes] = []
         for step in batch:
             slot_keys += [step.slot.record_key, step.slot.processed_key, step.state_key]
             slot_args += [step.slot.name, step.finished]
-        replies = await self.store.finish_and_claim(
-            keys=[keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)],
-            args=[iso_z(utcnow()), len(batch), *slot_args, *queues],
-        )
-        return [
-            (bool(int(reply[0])), (as_text(reply[1]), as_bytes(reply[2])) if len(reply) == 3 else None)
-            for reply in replies
-        ]
+        script_keys = [keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)]
+        script_args = [iso_z(utcnow()), len(batch), *slot_args, *queues]
+        if self.pipe is not None:
+            return self.pipe.call(script_keys, script_args)
+        return self.store.finish_and_claim(keys=script_keys, args=script_args)
+
+    async def close(self) -> None:
+        if self.pipe is not None:
+            await self.pipe.close()

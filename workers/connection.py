@@ -76,7 +76,7 @@ def connect(url: str, **options: Any) -> Redis:
     options.setdefault("health_check_interval", 10)
     if url.startswith(SENTINEL_SCHEME):
         parsed = SentinelUrl.parse(url)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(parsed.sentinels), socket_timeout=options.get("socket_timeout", 5.0), decode_responses=False
         )
         client = sentinel.master_for(

@@ -192,6 +192,7 @@ class Worker:
             for task in background + slot_tasks:
                 task.cancel()
             await asyncio.gather(*background, *slot_tasks, return_exceptions=True)
+            await self._claims.close()
             await self._unregister()
             self._executor.shutdown(wait=False, cancel_futures=True)
             logger.info("worker stopped ids=%s", ",".join(self.ids))
@@ -323,7 +324,7 @@ class Worker:
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.options.poll_interval_s)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     # the slot loop ---------------------------------------------------------------------------
 

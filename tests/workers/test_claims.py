@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import orjson
+import pytest
 import redis
 
 from workers.claims import ClaimBatcher, SlotKeys
@@ -20,16 +22,26 @@ def push(sync_redis: redis.Redis, queue: str, *jobs: bytes) -> None:
     sync_redis.rpush(f"resque:queue:{queue}", *jobs)
 
 
+@pytest.fixture(params=["pipe", "shared client"])
+async def batcher(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[ClaimBatcher]:
+    """The batcher over its own pipelined connection, and over the shared client (TLS, Sentinel, Cluster)."""
+    claims = ClaimBatcher(store)
+    assert claims.pipe is not None
+    if request.param == "shared client":
+        claims.pipe = None
+    yield claims
+    await claims.close()
+
+
 def evalsha_calls(sync_redis: redis.Redis) -> int:
     stats = sync_redis.info("commandstats").get("cmdstat_evalsha", {})
     return int(stats.get("calls", 0)) if isinstance(stats, dict) else 0
 
 
-async def test_claim_jobs_for_several_slots_in_one_step(store: Store, sync_redis: redis.Redis) -> None:
+async def test_claim_jobs_for_several_slots_in_one_step(batcher: ClaimBatcher, sync_redis: redis.Redis) -> None:
     high, low = encode_job("high", "pay", [1]), encode_job("low", "pay", [2])
     push(sync_redis, "high", high)
     push(sync_redis, "low", low)
-    batcher = ClaimBatcher(store)
     await batcher.finish_and_claim(slot_keys("warmup"), ("none",))  # loads the script
     before = evalsha_calls(sync_redis)
 
@@ -43,10 +55,11 @@ async def test_claim_jobs_for_several_slots_in_one_step(store: Store, sync_redis
     assert not sync_redis.exists("resque:worker:h:3:q")
 
 
-async def test_finish_and_claim_counts_job_and_clears_retry_state(store: Store, sync_redis: redis.Redis) -> None:
+async def test_finish_and_claim_counts_job_and_clears_retry_state(
+    batcher: ClaimBatcher, sync_redis: redis.Redis
+) -> None:
     done, following = encode_job("q", "pay", ["a"]), encode_job("q", "pay", ["b"])
     push(sync_redis, "q", done, following)
-    batcher = ClaimBatcher(store)
     slot = slot_keys("h:1")
     assert await batcher.finish_and_claim(slot, ("q",)) == (False, ("q", done))
     sync_redis.set("resque:payq:retry:abc", b"[]")
@@ -60,11 +73,12 @@ async def test_finish_and_claim_counts_job_and_clears_retry_state(store: Store, 
     assert (sync_redis.get("resque:worker:h:1:q") or b"").endswith(following + b"}")
 
 
-async def test_finish_and_claim_sent_again_hands_out_the_same_job(store: Store, sync_redis: redis.Redis) -> None:
+async def test_finish_and_claim_sent_again_hands_out_the_same_job(
+    batcher: ClaimBatcher, sync_redis: redis.Redis
+) -> None:
     done, following = encode_job("q", "pay", ["a"]), encode_job("q", "pay", ["b"])
     push(sync_redis, "q", done, following, encode_job("q", "pay", ["c"]))
     slot = slot_keys("h:1")
-    batcher = ClaimBatcher(store)
     await batcher.finish_and_claim(slot, ("q",))
 
     first = await batcher.finish_and_claim(slot, ("q",), done, "resque:payq:retry:x")
@@ -75,22 +89,23 @@ async def test_finish_and_claim_sent_again_hands_out_the_same_job(store: Store, 
     assert sync_redis.llen("resque:queue:q") == 1
 
 
-async def test_claim_hands_out_job_left_in_record(store: Store, sync_redis: redis.Redis) -> None:
+async def test_claim_hands_out_job_left_in_record(batcher: ClaimBatcher, sync_redis: redis.Redis) -> None:
     left = encode_job("q", "pay", ["left"])
     sync_redis.set(
         "resque:worker:h:1:q", b'{"queue":"q","run_at":"2026-12-03T15:40:37Z","worker":"h:1","payload":' + left + b"}"
     )
     push(sync_redis, "q", encode_job("q", "pay", ["next"]))
 
-    assert await ClaimBatcher(store).finish_and_claim(slot_keys("h:1"), ("q",)) == (False, ("q", left))
+    assert await batcher.finish_and_claim(slot_keys("h:1"), ("q",)) == (False, ("q", left))
     assert sync_redis.llen("resque:queue:q") == 1
 
 
-async def test_finish_and_claim_reports_job_pushed_back_by_recovery(store: Store, sync_redis: redis.Redis) -> None:
+async def test_finish_and_claim_reports_job_pushed_back_by_recovery(
+    batcher: ClaimBatcher, sync_redis: redis.Redis
+) -> None:
     done = encode_job("q", "pay", ["a"])
     push(sync_redis, "q", done)
     slot = slot_keys("h:1")
-    batcher = ClaimBatcher(store)
     await batcher.finish_and_claim(slot, ("q",))
     sync_redis.delete("resque:worker:h:1:q")
 
@@ -98,11 +113,10 @@ async def test_finish_and_claim_reports_job_pushed_back_by_recovery(store: Store
     assert sync_redis.get("resque:stat:processed") is None
 
 
-async def test_claim_keeps_non_json_job_bytes(store: Store, sync_redis: redis.Redis) -> None:
+async def test_claim_keeps_non_json_job_bytes(batcher: ClaimBatcher, sync_redis: redis.Redis) -> None:
     odd = b"not json at all"
     push(sync_redis, "q", odd)
     slot = slot_keys("h:1")
-    batcher = ClaimBatcher(store)
     assert await batcher.finish_and_claim(slot, ("q",)) == (False, ("q", odd))
 
     assert await batcher.finish_and_claim(slot, ("q",), odd, "resque:payq:retry:x") == (True, None)
