@@ -82,13 +82,14 @@ class TurnBufferedHandler(logging.StreamHandler[TextIO]):
         self.acquire()
         try:
             self._flush_on = None
-            if self._lines:
-                text, self._lines = "".join(self._lines), []
+            if not self._lines:  # every write is flushed already
+                return
+            text, self._lines = "".join(self._lines), []
+            try:
                 self.stream.write(text)
-            self.stream.flush()
-        except Exception:
-            # Report through logging's own last resort; these lines are lost either way.
-            self.handleError(logging.makeLogRecord({"msg": "log lines not written"}))
+                self.stream.flush()
+            except Exception:  # reported through logging's own last resort; these lines are lost
+                self.handleError(logging.makeLogRecord({"msg": text}))
         finally:
             self.release()
 
