@@ -55,9 +55,12 @@ async def test_post_payments_answers_503_while_redis_is_down_and_loses_no_acknow
     store = Store.from_url(server.url)
     acknowledged: list[str] = []
     refused: list[str] = []
+    sending = asyncio.Event()  # cleared while the server stops, so that payments are left for it to refuse
+    sending.set()
 
     async def sender(client_post: Callable[[bytes], object], first: int, count: int) -> None:
         for n in range(first, first + count):
+            await sending.wait()
             body = orjson.dumps(utxo_body(txid=f"{n:064x}", output_index=0))
             while True:
                 response = await client_post(body)  # type: ignore[misc]
@@ -78,7 +81,9 @@ async def test_post_payments_answers_503_while_redis_is_down_and_loses_no_acknow
 
             senders = asyncio.gather(*(sender(post, k * 40, 40) for k in range(3)))
             await wait_until(lambda: len(acknowledged) >= 15)
+            sending.clear()
             await asyncio.to_thread(server.stop)
+            sending.set()
             await wait_until(lambda: len(refused) >= 10)
             await asyncio.to_thread(server.start)
             await senders
