@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import orjson
 
 from workers.clock import ruby_failed_at, utcnow
-from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, member_raw
+from workers.codec import Job, JSONValue, MalformedJob, decode_job, dumps, encode_job, member_raw
 from workers.connection import Store
 from workers.delayed import timestamps_key
 from workers.delayed_scripts import SETTLE
@@ -126,6 +126,8 @@ class Settled:
 
 def retry_form(job: Job, queue: str) -> bytes:
     """The job in node-resque's form with its ``args`` bytes exactly as stored."""
+    if job.queue == queue and job.raw == encode_job(queue, job.class_name, job.args):
+        return job.raw  # stored in that form already, as payq and node-resque write jobs
     args_raw = member_raw(job.raw, "args")
     if args_raw is None or args_raw == b"null":
         args_raw = b"[]"

@@ -79,6 +79,8 @@ def test_retry_form_keeps_args_bytes() -> None:
 
     assert retry_form(decode_job(ruby), "q") == b'{"class":"pay","queue":"q","args":[1.0,"caf\\u00e9",{"b":1,"a":2}]}'
     assert retry_form(decode_job(node), "q") == node
+    assert retry_form(decode_job(node), "elsewhere") == node.replace(b'"q"', b'"elsewhere"')
+    assert retry_form(decode_job(node[:-1] + b',"meta":1}'), "q") == node
     assert (
         retry_form(decode_job(b'{"class":"pay","args":"lone"}'), "q") == b'{"class":"pay","queue":"q","args":["lone"]}'
     )
