@@ -4,9 +4,10 @@ One process runs ``concurrency`` slots. Each slot is a Resque worker of its own 
 one slot, ``host:pid+n`` with several, as node-resque's MultiWorker names them), because Resque
 records one in-flight job per worker. A slot claims a job and records it as in flight in one Lua
 step and performs it. A job that succeeded is counted, and the slot's next job claimed, in one step
-again; the steps of all slots that are ready at once travel as one script call (``workers.claims``),
-so a busy process makes one round trip per batch of jobs. A failed job is recorded on its own
-(``workers.retry``).
+again; the steps of the slots that are ready at once travel as script calls of up to half the slots
+each, pipelined on a connection of their own (``workers.claims``, ``workers.pipe``), so a busy
+process makes one round trip per batch of jobs and performs one half's jobs while Redis runs the
+other half's step. A failed job is recorded on its own (``workers.retry``).
 
 Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
 ``poll_interval_s`` for jobs that other Resque clients push.
@@ -125,7 +126,9 @@ class Worker:
             [base] if self.options.concurrency == 1 else [f"{base}+{n}" for n in range(1, self.options.concurrency + 1)]
         )
         self.slots = [self._slot(name, f"{name}:{queues}") for name in names]
-        self._claims = ClaimBatcher(store)
+        # Half the slots per batch: while Redis runs one batch's step, the process performs the jobs
+        # of the other half instead of waiting for the round trip (the pipe keeps both in flight).
+        self._claims = ClaimBatcher(store, max_batch=max(1, (self.options.concurrency + 1) // 2))
         self._policies: dict[str, RetryPolicy] = {}
         self._queues: tuple[str, ...] = () if self.options.wildcard else tuple(self.options.queues)
         self._stopping = asyncio.Event()

@@ -320,3 +320,29 @@ async def test_worker_waits_for_redis_at_start_up(tmp_path: Path, caplog: pytest
         await asyncio.wait_for(task, 10)
         await store.close()
         server.stop()
+
+
+async def test_busy_slots_share_script_calls_in_halves_on_one_connection(store: Store, sync_redis: redis.Redis) -> None:
+    jobs = 600
+    sync_redis.sadd("resque:queues", "q")
+    sync_redis.rpush(
+        "resque:queue:q", *[orjson.dumps({"class": "noop", "queue": "q", "args": [n]}) for n in range(jobs)]
+    )
+    registry = Registry()
+    done = asyncio.Event()
+
+    async def noop(n: int) -> None:
+        if n == jobs - 1:
+            done.set()
+
+    registry.register(noop, "noop")
+    calls_before = int(sync_redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    worker = Worker(store, registry, options(concurrency=10, scheduler=False))
+    async with running(worker):
+        await asyncio.wait_for(done.wait(), 10)
+        await wait_until(lambda: sync_redis.get("resque:stat:processed") == str(jobs).encode())
+        script_clients = [c for c in sync_redis.client_list() if c["cmd"] == "evalsha"]
+    calls = int(sync_redis.info("commandstats")["cmdstat_evalsha"]["calls"]) - calls_before
+
+    assert jobs / 5 <= calls < jobs / 2  # at most five steps (half the slots) per call, mostly more than two
+    assert len(script_clients) == 1
