@@ -3,8 +3,9 @@
 A delivery's step checks whether its Standard Webhooks id was seen before (a replay gets the answer
 stored then), enqueues each confirmed payment unless its id was seen within the retention, and
 stores the delivery's answer for later replays. The deliveries that reach this point in the same
-turn of the event loop are sent as one script call (workers.batching), so a burst of webhooks costs
-one round trip and one reply to parse instead of one per delivery. Every delivery still gets its own
+turn of the event loop are sent as one script call (workers.batching), on a pipelined connection of
+its own where the deployment allows (workers.pipe), so a burst of webhooks costs one round trip and
+one reply to parse instead of one per delivery. Every delivery still gets its own
 answer, built by Redis from fragments the intake prepared, and only once its jobs are in Redis.
 
 While PAYQ_REDIS_WAIT_REPLICAS is set, deliveries are recorded one at a time instead (the intake
@@ -113,6 +114,7 @@ class DeliveryRecorder:
         self._policy = payment_policy(settings)
         self._networks: dict[str, NetworkSettings] = {name: settings.network(name) for name in NETWORKS}
         self._coalescer: Coalescer[None, _Prepared, DeliveryRecord] = Coalescer(self._send, max_batch)
+        self._pipe = store.pipe(RECORD_DELIVERIES)
 
     async def record(
         self, webhook_id: str | None, observations: Sequence[Observation], answer_head: bytes, answer_tail: bytes
@@ -152,15 +154,16 @@ class DeliveryRecorder:
         for prepared in batch:
             script_keys += prepared.keys
         settings = self.settings
-        replies = await self.store.script(RECORD_DELIVERIES)(
-            keys=script_keys,
-            args=[
-                settings.delivery_retention_s,
-                settings.dedupe_retention_s,
-                keys.wake_channel,
-                orjson.dumps([prepared.spec for prepared in batch]),
-            ],
-        )
+        args: list[str | bytes | int] = [
+            settings.delivery_retention_s,
+            settings.dedupe_retention_s,
+            keys.wake_channel,
+            orjson.dumps([prepared.spec for prepared in batch]),
+        ]
+        if self._pipe is not None:
+            replies = await self._pipe.call(script_keys, args)
+        else:
+            replies = await self.store.script(RECORD_DELIVERIES)(keys=script_keys, args=args)
         return [_record(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)]
 
 

@@ -18,7 +18,6 @@ from workers import scripts
 from workers.batching import Coalescer
 from workers.clock import iso_z, utcnow
 from workers.connection import Store, as_bytes, as_text
-from workers.pipe import ScriptPipe
 
 Claimed = tuple[str, bytes]
 """A claimed job: the queue it came from and its raw bytes."""
@@ -49,7 +48,7 @@ class ClaimBatcher:
 
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
-        self.pipe = ScriptPipe.for_store(store, scripts.FINISH_AND_CLAIM)
+        self.pipe = store.pipe(scripts.FINISH_AND_CLAIM)
         self._coalescer: Coalescer[tuple[str, ...], _Step, Reply] = Coalescer(self._send, max_batch)
 
     async def finish_and_claim(
@@ -77,7 +76,3 @@ class ClaimBatcher:
         if self.pipe is not None:
             return self.pipe.call(script_keys, script_args)
         return self.store.finish_and_claim(keys=script_keys, args=script_args)
-
-    async def close(self) -> None:
-        if self.pipe is not None:
-            await self.pipe.close()

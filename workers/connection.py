@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from workers import scripts
 from workers.errors import ResqueError
 from workers.keys import Keys
+from workers.pipe import ScriptPipe
 
 Redis = aioredis.Redis
 logger = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class Store:
     retry_failed: AsyncScript = field(init=False)
     enqueue_unique: AsyncScript = field(init=False)
     _on_demand: dict[str, AsyncScript] = field(init=False, default_factory=dict, repr=False)
+    _pipes: dict[str, ScriptPipe] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.enqueue = self.redis.register_script(scripts.ENQUEUE)
@@ -186,8 +188,27 @@ class Store:
             script = self._on_demand[source] = self.redis.register_script(source)
         return script
 
+    def pipe(self, source: str) -> ScriptPipe | None:
+        """``source`` on a pipelined connection of its own (``workers.pipe``), closed with the store; None
+        unless the store talks to a single server by a ``redis://`` URL."""
+        pipe = self._pipes.get(source)
+        pool = getattr(self.redis, "connection_pool", None)
+        if pipe is None and pool is not None and pool.connection_class is HiredisPackingConnection:
+            options = pool.connection_kwargs
+            pipe = self._pipes[source] = ScriptPipe(
+                source,
+                host=options.get("host", "127.0.0.1"),
+                port=int(options.get("port", 6379)),
+                db=int(options.get("db") or 0),
+                username=options.get("username"),
+                password=options.get("password"),
+            )
+        return pipe
+
     async def close(self) -> None:
-        """Close the client, and with a Sentinel URL the connections to the sentinels too."""
+        """Close the client and the pipes, and with a Sentinel URL the connections to the sentinels too."""
+        for pipe in self._pipes.values():
+            await pipe.close()
         manager = getattr(getattr(self.redis, "connection_pool", None), "sentinel_manager", None)
         await self.redis.aclose()
         for sentinel in getattr(manager, "sentinels", ()):

@@ -9,8 +9,8 @@ reply goes straight to its caller's future. So two batches can be in flight at o
 performs one batch's jobs while Redis runs the step of the other.
 
 It speaks to the single Redis server of a ``redis://`` URL, with the URL's user, password and
-database. For other deployments (TLS, Sentinel, Cluster) ``ScriptPipe.for_store`` gives None and the
-worker keeps to the shared client.
+database. For other deployments (TLS, Sentinel, Cluster) ``Store.pipe`` gives None and the callers
+keep to the shared client.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from typing import Any, cast
 import hiredis
 from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-
-from workers.connection import HiredisPackingConnection, Store
 
 logger = logging.getLogger(__name__)
 
@@ -136,23 +134,6 @@ class ScriptPipe:
         self.reply_timeout_s = reply_timeout_s
         self._replies: _Replies | None = None
         self._opening: asyncio.Future[_Replies] | None = None
-
-    @classmethod
-    def for_store(cls, store: Store, source: str) -> ScriptPipe | None:
-        """A pipe to the server ``store`` talks to, when it is a single server reached by a
-        ``redis://`` URL; None otherwise."""
-        pool = getattr(store.redis, "connection_pool", None)
-        if pool is None or pool.connection_class is not HiredisPackingConnection:
-            return None
-        options = pool.connection_kwargs
-        return cls(
-            source,
-            host=options.get("host", "127.0.0.1"),
-            port=int(options.get("port", 6379)),
-            db=int(options.get("db", 0) or 0),
-            username=options.get("username"),
-            password=options.get("password"),
-        )
 
     def call(self, keys: Sequence[str | bytes], args: Sequence[str | bytes | int]) -> Awaitable[Any]:
         """Call the script; the reply is the awaitable's result, an error reply its exception.

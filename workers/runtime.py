@@ -195,7 +195,6 @@ class Worker:
             for task in background + slot_tasks:
                 task.cancel()
             await asyncio.gather(*background, *slot_tasks, return_exceptions=True)
-            await self._claims.close()
             await self._unregister()
             self._executor.shutdown(wait=False, cancel_futures=True)
             logger.info("worker stopped ids=%s", ",".join(self.ids))

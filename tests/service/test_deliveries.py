@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 import redis
 
 from service.bodies import Observation, Status, parse_body
@@ -108,8 +109,18 @@ async def test_unsigned_delivery_enqueues_without_storing_an_answer(store: Store
     assert sync_redis.llen("resque:queue:bitcoin:incoming") == 1
 
 
-async def test_concurrent_deliveries_share_one_script_call(store: Store, sync_redis: redis.Redis) -> None:
+def recorder_via(store: Store, via: str) -> DeliveryRecorder:
+    """A recorder on its own pipelined connection, or on the shared client (TLS, Sentinel, Cluster)."""
     recorder = DeliveryRecorder(store, settings())
+    assert recorder._pipe is not None
+    if via == "shared client":
+        recorder._pipe = None
+    return recorder
+
+
+@pytest.mark.parametrize("via", ["pipe", "shared client"])
+async def test_concurrent_deliveries_share_one_script_call(store: Store, sync_redis: redis.Redis, via: str) -> None:
+    recorder = recorder_via(store, via)
     await recorder.record("msg_warm", observations(payment("ff" * 32)), HEAD, TAIL)  # loads the script
     before = script_calls(sync_redis)
     distinct = [observations(payment(f"{i:064x}")) for i in range(30)]
@@ -130,8 +141,11 @@ async def test_concurrent_deliveries_share_one_script_call(store: Store, sync_re
         assert sync_redis.get(f"resque:payq:delivery:msg_{i}") == stored.answer
 
 
-async def test_failed_script_call_fails_every_delivery_of_the_batch(store: Store, sync_redis: redis.Redis) -> None:
-    recorder = DeliveryRecorder(store, settings())
+@pytest.mark.parametrize("via", ["pipe", "shared client"])
+async def test_failed_script_call_fails_every_delivery_of_the_batch(
+    store: Store, sync_redis: redis.Redis, via: str
+) -> None:
+    recorder = recorder_via(store, via)
     sync_redis.set("resque:queue:bitcoin:incoming", "not a list")  # every RPUSH in the batch now fails
 
     results = await asyncio.gather(

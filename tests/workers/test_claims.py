@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -23,14 +22,13 @@ def push(sync_redis: redis.Redis, queue: str, *jobs: bytes) -> None:
 
 
 @pytest.fixture(params=["pipe", "shared client"])
-async def batcher(request: pytest.FixtureRequest, store: Store) -> AsyncIterator[ClaimBatcher]:
+async def batcher(request: pytest.FixtureRequest, store: Store) -> ClaimBatcher:
     """The batcher over its own pipelined connection, and over the shared client (TLS, Sentinel, Cluster)."""
     claims = ClaimBatcher(store)
     assert claims.pipe is not None
     if request.param == "shared client":
         claims.pipe = None
-    yield claims
-    await claims.close()
+    return claims
 
 
 def evalsha_calls(sync_redis: redis.Redis) -> int:

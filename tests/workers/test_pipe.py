@@ -4,7 +4,6 @@ recovers from whatever takes it away."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis
@@ -18,11 +17,10 @@ ECHO = "redis.call('RPUSH', KEYS[1], ARGV[1]) return {ARGV[1], redis.call('LLEN'
 
 
 @pytest.fixture
-async def pipe(store: Store) -> AsyncIterator[ScriptPipe]:
-    script_pipe = ScriptPipe.for_store(store, ECHO)
+async def pipe(store: Store) -> ScriptPipe:
+    script_pipe = store.pipe(ECHO)
     assert script_pipe is not None
-    yield script_pipe
-    await script_pipe.close()
+    return script_pipe
 
 
 def pipe_client_count(sync_redis: redis.Redis) -> int:
@@ -98,35 +96,33 @@ async def test_a_url_user_password_and_database_are_used(redis_url: str, sync_re
     sync_redis.acl_setuser("payq-pipe", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"])
     try:
         store = Store.from_url(redis_url.replace("redis://", "redis://payq-pipe:s3cret@").rsplit("/", 1)[0] + "/3")
-        pipe = ScriptPipe.for_store(store, ECHO)
+        pipe = store.pipe(ECHO)
         assert pipe is not None
         try:
             assert await pipe.call(["seen"], ["in db 3"]) == [b"in db 3", 1]
         finally:
-            await pipe.close()
             await store.close()
         assert not sync_redis.exists("seen")
-        assert sync_redis.execute_command("SELECT", 3) and sync_redis.lrange("seen", 0, -1) == [b"in db 3"]
+        with redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/3") as db3:
+            assert db3.lrange("seen", 0, -1) == [b"in db 3"]
     finally:
-        sync_redis.execute_command("SELECT", 0)
         sync_redis.acl_deluser("payq-pipe")
 
 
 async def test_a_wrong_password_is_a_connection_error(redis_url: str, sync_redis: redis.Redis) -> None:
     sync_redis.acl_setuser("payq-pipe", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"])
     store = Store.from_url(redis_url.replace("redis://", "redis://payq-pipe:wrong@"))
-    pipe = ScriptPipe.for_store(store, ECHO)
+    pipe = store.pipe(ECHO)
     assert pipe is not None
     try:
         with pytest.raises(RedisConnectionError, match="refused"):
             await pipe.call(["seen"], ["x"])
     finally:
-        await pipe.close()
         await store.close()
         sync_redis.acl_deluser("payq-pipe")
 
 
 def test_only_a_plain_redis_url_gets_a_pipe() -> None:
-    assert ScriptPipe.for_store(Store.from_url("redis://127.0.0.1:1/0"), ECHO) is not None
-    assert ScriptPipe.for_store(Store.from_url("rediss://127.0.0.1:1/0"), ECHO) is None
-    assert ScriptPipe.for_store(Store.from_url("redis+sentinel://127.0.0.1:1/main"), ECHO) is None
+    assert Store.from_url("redis://127.0.0.1:1/0").pipe(ECHO) is not None
+    assert Store.from_url("rediss://127.0.0.1:1/0").pipe(ECHO) is None
+    assert Store.from_url("redis+sentinel://127.0.0.1:1/main").pipe(ECHO) is None
