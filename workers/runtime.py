@@ -10,7 +10,9 @@ process makes one round trip per batch of jobs and performs one half's jobs whil
 other half's step. A failed job is recorded on its own (``workers.retry``).
 
 Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
-``poll_interval_s`` for jobs that other Resque clients push.
+``poll_interval_s`` for jobs that other Resque clients push. A wake-up wakes one idle slot; a slot
+that finds a job after waking wakes the next, so a burst soon has every slot while a lone job costs
+one claim rather than one per slot.
 
 A failed job is retried through the delayed queue as its class's retry policy says (``workers.retry``),
 and unless ``scheduler=False`` the process also runs a scheduler (``workers.scheduler``) that moves
@@ -24,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -132,7 +135,8 @@ class Worker:
         self._policies: dict[str, RetryPolicy] = {}
         self._queues: tuple[str, ...] = () if self.options.wildcard else tuple(self.options.queues)
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._idle: deque[asyncio.Future[None]] = deque()  # the slots waiting for a wake-up
+        self._wakeups = 0  # wake-ups so far: a slot that sees it change while claiming claims again
         self._subscribed = asyncio.Event()
         self._executor = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="payq-job")
         self.started = asyncio.Event()
@@ -161,7 +165,7 @@ class Worker:
         if not self._stopping.is_set():
             logger.info("worker stopping ids=%s", ",".join(self.ids))
         self._stopping.set()
-        self._wake_up()
+        self._wake_up(every_slot=True)
 
     async def run(self) -> None:
         """Register, work until stopped, then hand back unfinished jobs and unregister."""
@@ -302,9 +306,17 @@ class Worker:
 
     # wake-ups --------------------------------------------------------------------------------
 
-    def _wake_up(self) -> None:
-        self._wake.set()
-        self._wake = asyncio.Event()
+    def _wake_up(self, every_slot: bool = False) -> None:
+        """Wake one idle slot (or all of them). One enqueue needs one slot; a slot that finds a job
+        after waking wakes the next (``_work``), so a burst still gets every slot, and a lone job
+        does not send ten slots to Redis for it."""
+        self._wakeups += 1
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not every_slot:
+                    return
 
     async def _listen_for_wakeups(self) -> None:
         backoff_s = 0.1
@@ -350,9 +362,15 @@ class Worker:
         backoff_s = 0.05
         idle = True
         claimed: tuple[str, bytes] | None = None
+        looked = False  # the step that recorded the last job looked for a next one, and found none
+        wakeups = self._wakeups
         while not self._stopping.is_set():
+            if claimed is None and looked:  # the queues were empty a moment ago: wait before asking again
+                looked, idle = False, True
+                await self._wait_for_work(wakeups)
+                continue
             if claimed is None:  # the previous job did not hand over a next one: claim on its own
-                wake = self._wake
+                wakeups = self._wakeups
                 try:
                     if idle:
                         await self._refresh_queues()
@@ -368,30 +386,43 @@ class Worker:
                     continue
                 backoff_s = 0.05
                 if claimed is None:
-                    idle = True
-                    await self._pause(self.options.poll_interval_s, wake)
+                    looked = True
                     continue
+                if idle:  # there may be more where this job came from: pass the wake-up on
+                    self._wake_up()
                 idle = False
             queue, raw = claimed
             slot.in_flight = _InFlight(raw, queue)
+            wakeups = self._wakeups
             try:
-                claimed = await self._perform(slot, queue, raw)
+                looked, claimed = await self._perform(slot, queue, raw)
             except Exception:
                 # A bug in recording the outcome must not end the slot; its job stays in the
                 # in-flight record, which recovery or shutdown pushes back.
                 logger.exception("job outcome not recorded worker=%s queue=%s", slot.id, queue)
-                claimed = None
+                looked, claimed = False, None
                 await self._pause(1.0)
 
-    async def _pause(self, seconds: float, wake: asyncio.Event | None = None) -> None:
-        waiter = wake or self._wake
+    async def _wait_for_work(self, wakeups: int) -> None:
+        """Wait for a wake-up, or the poll interval; not at all if one came since ``_wakeups`` was
+        ``wakeups`` (the slot was asking Redis for a job then, and may have missed it)."""
+        if wakeups == self._wakeups:
+            await self._pause(self.options.poll_interval_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when woken up (``_wake_up``)."""
+        if self._stopping.is_set():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
         try:
-            await asyncio.wait_for(waiter.wait(), seconds)
+            await asyncio.wait_for(waiter, seconds)
         except TimeoutError:
             pass
 
-    async def _perform(self, slot: Slot, queue: str, raw: bytes) -> tuple[str, bytes] | None:
-        """Perform one job and record its outcome; return the next job when the same step claimed one."""
+    async def _perform(self, slot: Slot, queue: str, raw: bytes) -> tuple[bool, tuple[str, bytes] | None]:
+        """Perform one job and record its outcome; return whether the same step looked for the slot's
+        next job, and the job it claimed."""
         started = time.perf_counter()
         class_name = "?"
         error: BaseException | None = None
@@ -406,8 +437,10 @@ class Worker:
             error = exc
         duration_s = time.perf_counter() - started
         claimed: tuple[str, bytes] | None = None
+        looked = False
         if error is None and job is not None and not self._stopping.is_set():
             settled, claimed = await self._finish_and_claim(slot, queue, job)
+            looked = settled is not None
         else:
             settled = await self._finish(slot, queue, raw, error, self._policy(class_name))
         if settled and settled.retry_at_s is not None:
@@ -440,7 +473,7 @@ class Worker:
             )
         if self.on_job:
             self.on_job(class_name, queue, duration_s, error is None)
-        return claimed
+        return looked, claimed
 
     async def _call(self, job: Job) -> None:
         spec = self.registry.get(job.class_name)

@@ -346,3 +346,26 @@ async def test_busy_slots_share_script_calls_in_halves_on_one_connection(store: 
 
     assert jobs / 5 <= calls < jobs / 2  # at most five steps (half the slots) per call, mostly more than two
     assert len(script_clients) == 1
+
+
+async def test_a_lone_job_wakes_one_idle_slot_not_all_of_them(store: Store, sync_redis: redis.Redis) -> None:
+    registry = Registry()
+    registry.register(lambda n: None, "pay")
+    worker = Worker(store, registry, options(concurrency=10, scheduler=False))
+    claims: list[str] = []  # the slots that asked Redis for a job without finishing one
+    finish_and_claim = worker._claims.finish_and_claim
+
+    async def counting(slot: Any, queues: tuple[str, ...], finished: bytes = b"", state_key: str = "") -> Any:
+        if not finished:
+            claims.append(slot.name)
+        return await finish_and_claim(slot, queues, finished, state_key)
+
+    worker._claims.finish_and_claim = counting  # type: ignore[method-assign]
+    async with running(worker):
+        await wait_until(lambda: len(claims) == 10)  # each slot looked once at start, found nothing, sleeps
+        await enqueue(store, "q", "pay", [1])
+        await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"1")
+
+    # The woken slot took the job and woke one more, which found the queue empty; eight slept on.
+    assert len(claims) == 12
+    assert len(set(claims[10:])) == 2
