@@ -10,13 +10,15 @@ still a Resque worker of its own with its own in-flight record; only the transpo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from workers import scripts
 from workers.batching import Coalescer
-from workers.clock import iso_z, utcnow
+from workers.clock import iso_z
 from workers.connection import Store, as_bytes, as_text
 
 Claimed = tuple[str, bytes]
@@ -49,7 +51,15 @@ class ClaimBatcher:
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
         self.pipe = store.pipe(scripts.FINISH_AND_CLAIM)
+        self._second, self._stamp = -1, ""
         self._coalescer: Coalescer[tuple[str, ...], _Step, Reply] = Coalescer(self._send, max_batch)
+
+    def _run_at(self) -> str:
+        """The claim time for the records, worked out once per second (it is written to the second)."""
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._stamp = second, iso_z(datetime.fromtimestamp(second, UTC))
+        return self._stamp
 
     async def finish_and_claim(
         self, slot: SlotKeys, queues: tuple[str, ...], finished: bytes = b"", state_key: str = ""
@@ -72,7 +82,7 @@ class ClaimBatcher:
             slot_keys += [step.slot.record_key, step.slot.processed_key, step.state_key]
             slot_args += [step.slot.name, step.finished]
         script_keys = [keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)]
-        script_args = [iso_z(utcnow()), len(batch), *slot_args, *queues]
+        script_args = [self._run_at(), len(batch), *slot_args, *queues]
         if self.pipe is not None:
             return self.pipe.call(script_keys, script_args)
         return self.store.finish_and_claim(keys=script_keys, args=script_args)

@@ -10,9 +10,9 @@ process makes one round trip per batch of jobs and performs one half's jobs whil
 other half's step. A failed job is recorded on its own (``workers.retry``).
 
 Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
-``poll_interval_s`` for jobs that other Resque clients push. A wake-up wakes one idle slot; a slot
-that finds a job after waking wakes the next, so a burst soon has every slot while a lone job costs
-one claim rather than one per slot.
+``poll_interval_s`` for jobs that other Resque clients push. A wake-up wakes one idle slot, so a
+lone job costs one claim rather than one per slot; a slot whose poll finds a job wakes the next,
+so a burst that no wake-ups announced soon has every slot too.
 
 A failed job is retried through the delayed queue as its class's retry policy says (``workers.retry``),
 and unless ``scheduler=False`` the process also runs a scheduler (``workers.scheduler``) that moves
@@ -363,11 +363,12 @@ class Worker:
         idle = True
         claimed: tuple[str, bytes] | None = None
         looked = False  # the step that recorded the last job looked for a next one, and found none
+        woken = False  # the slot's last wait ended with a wake-up rather than the poll interval
         wakeups = self._wakeups
         while not self._stopping.is_set():
             if claimed is None and looked:  # the queues were empty a moment ago: wait before asking again
                 looked, idle = False, True
-                await self._wait_for_work(wakeups)
+                woken = await self._wait_for_work(wakeups)
                 continue
             if claimed is None:  # the previous job did not hand over a next one: claim on its own
                 wakeups = self._wakeups
@@ -388,7 +389,7 @@ class Worker:
                 if claimed is None:
                     looked = True
                     continue
-                if idle:  # there may be more where this job came from: pass the wake-up on
+                if idle and not woken:  # a job no wake-up announced may have others beside it: wake the next slot
                     self._wake_up()
                 idle = False
             queue, raw = claimed
@@ -403,22 +404,23 @@ class Worker:
                 looked, claimed = False, None
                 await self._pause(1.0)
 
-    async def _wait_for_work(self, wakeups: int) -> None:
+    async def _wait_for_work(self, wakeups: int) -> bool:
         """Wait for a wake-up, or the poll interval; not at all if one came since ``_wakeups`` was
-        ``wakeups`` (the slot was asking Redis for a job then, and may have missed it)."""
-        if wakeups == self._wakeups:
-            await self._pause(self.options.poll_interval_s)
+        ``wakeups`` (the slot was asking Redis for a job then, and may have missed it). Return
+        whether a wake-up ended the wait."""
+        return wakeups != self._wakeups or await self._pause(self.options.poll_interval_s)
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait ``seconds``, or less when woken up (``_wake_up``)."""
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less when woken up (``_wake_up``); return whether woken up."""
         if self._stopping.is_set():
-            return
+            return True
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._idle.append(waiter)
         try:
             await asyncio.wait_for(waiter, seconds)
         except TimeoutError:
-            pass
+            return False
+        return True
 
     async def _perform(self, slot: Slot, queue: str, raw: bytes) -> tuple[bool, tuple[str, bytes] | None]:
         """Perform one job and record its outcome; return whether the same step looked for the slot's

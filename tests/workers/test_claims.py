@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -50,6 +52,8 @@ async def test_claim_jobs_for_several_slots_in_one_step(batcher: ClaimBatcher, s
     record = sync_redis.get("resque:worker:h:1:q") or b""
     assert record.endswith(b',"payload":' + high + b"}")
     assert orjson.loads(record)["worker"] == "h:1"
+    run_at = datetime.strptime(orjson.loads(record)["run_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(run_at.timestamp() - time.time()) < 2
     assert not sync_redis.exists("resque:worker:h:3:q")
 
 
