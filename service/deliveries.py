@@ -114,7 +114,7 @@ class DeliveryRecorder:
         self._policy = payment_policy(settings)
         self._networks: dict[str, NetworkSettings] = {name: settings.network(name) for name in NETWORKS}
         self._coalescer: Coalescer[None, _Prepared, DeliveryRecord] = Coalescer(self._send, max_batch)
-        self._pipe = store.pipe(RECORD_DELIVERIES)
+        self._call = store.call_script(RECORD_DELIVERIES)
 
     async def record(
         self, webhook_id: str | None, observations: Sequence[Observation], answer_head: bytes, answer_tail: bytes
@@ -160,10 +160,7 @@ class DeliveryRecorder:
             keys.wake_channel,
             orjson.dumps([prepared.spec for prepared in batch]),
         ]
-        if self._pipe is not None:
-            replies = await self._pipe.call(script_keys, args)
-        else:
-            replies = await self.store.script(RECORD_DELIVERIES)(keys=script_keys, args=args)
+        replies = await self._call(script_keys, args)
         return [_record(prepared, reply) for prepared, reply in zip(batch, replies, strict=True)]
 
 

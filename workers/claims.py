@@ -46,11 +46,11 @@ class _Step:
 
 class ClaimBatcher:
     """Gathers the steps requested during one event-loop turn and sends them as one script call per
-    queue list, over a ``ScriptPipe`` of their own where the deployment allows one."""
+    queue list, over a pipe of their own where the deployment allows one (``Store.call_script``)."""
 
     def __init__(self, store: Store, max_batch: int = 64) -> None:
         self.store = store
-        self.pipe = store.pipe(scripts.FINISH_AND_CLAIM)
+        self._call = store.call_script(scripts.FINISH_AND_CLAIM)
         self._second, self._stamp = -1, ""
         self._coalescer: Coalescer[tuple[str, ...], _Step, Reply] = Coalescer(self._send, max_batch)
 
@@ -83,6 +83,4 @@ class ClaimBatcher:
             slot_args += [step.slot.name, step.finished]
         script_keys = [keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)]
         script_args = [self._run_at(), len(batch), *slot_args, *queues]
-        if self.pipe is not None:
-            return self.pipe.call(script_keys, script_args)
-        return self.store.finish_and_claim(keys=script_keys, args=script_args)
+        return self._call(script_keys, script_args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
@@ -154,14 +155,19 @@ async def open_store(url: str, namespace: str = "resque", **options: Any) -> Sto
     return Store(cast(Redis, cluster), Keys(namespace))
 
 
+ScriptCall = Callable[[Sequence[str | bytes], Sequence[str | bytes | int]], Awaitable[Any]]
+"""A script's caller: ``call(keys, args)`` returns an awaitable of the reply."""
+
+
 @dataclass(slots=True)
 class Store:
     """A Redis client, the namespace's key names, and payq's scripts registered on that client."""
 
     redis: Redis
     keys: Keys = field(default_factory=Keys)
+    pipes: bool = True
+    """Whether ``call_script`` may use a pipe; False keeps every call on the shared client."""
     enqueue: AsyncScript = field(init=False)
-    finish_and_claim: AsyncScript = field(init=False)
     requeue: AsyncScript = field(init=False)
     recover: AsyncScript = field(init=False)
     retry_failed: AsyncScript = field(init=False)
@@ -171,7 +177,6 @@ class Store:
 
     def __post_init__(self) -> None:
         self.enqueue = self.redis.register_script(scripts.ENQUEUE)
-        self.finish_and_claim = self.redis.register_script(scripts.FINISH_AND_CLAIM)
         self.requeue = self.redis.register_script(scripts.REQUEUE)
         self.recover = self.redis.register_script(scripts.RECOVER)
         self.retry_failed = self.redis.register_script(scripts.RETRY_FAILED)
@@ -187,6 +192,15 @@ class Store:
         if script is None:
             script = self._on_demand[source] = self.redis.register_script(source)
         return script
+
+    def call_script(self, source: str) -> ScriptCall:
+        """How to call ``source`` on a hot path: over its pipe where the store has one, else through
+        the shared client. Either way the call returns an awaitable of the script's reply."""
+        pipe = self.pipe(source) if self.pipes else None
+        if pipe is not None:
+            return pipe.call
+        script = self.script(source)
+        return lambda keys, args: script(keys=keys, args=args)
 
     def pipe(self, source: str) -> ScriptPipe | None:
         """``source`` on a pipelined connection of its own (``workers.pipe``), closed with the store; None

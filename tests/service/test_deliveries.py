@@ -17,6 +17,7 @@ from service.send import sample_address
 from service.settings import Settings
 from workers.codec import encode_job
 from workers.connection import Store
+from workers.pipe import ScriptPipe
 
 ADDRESS = sample_address(Network.BITCOIN, Chain.MAIN)
 HEAD, TAIL = b'{"request_id":"r1","payments":[', b"]}"
@@ -111,10 +112,9 @@ async def test_unsigned_delivery_enqueues_without_storing_an_answer(store: Store
 
 def recorder_via(store: Store, via: str) -> DeliveryRecorder:
     """A recorder on its own pipelined connection, or on the shared client (TLS, Sentinel, Cluster)."""
-    recorder = DeliveryRecorder(store, settings())
-    assert recorder._pipe is not None
-    if via == "shared client":
-        recorder._pipe = None
+    shared = via == "shared client"
+    recorder = DeliveryRecorder(Store(store.redis, store.keys, pipes=False) if shared else store, settings())
+    assert isinstance(getattr(recorder._call, "__self__", None), ScriptPipe) != shared
     return recorder
 
 

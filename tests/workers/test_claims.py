@@ -11,6 +11,7 @@ import redis
 from workers.claims import ClaimBatcher, SlotKeys
 from workers.codec import encode_job
 from workers.connection import Store
+from workers.pipe import ScriptPipe
 
 
 def slot_keys(name: str) -> SlotKeys:
@@ -26,10 +27,9 @@ def push(sync_redis: redis.Redis, queue: str, *jobs: bytes) -> None:
 @pytest.fixture(params=["pipe", "shared client"])
 async def batcher(request: pytest.FixtureRequest, store: Store) -> ClaimBatcher:
     """The batcher over its own pipelined connection, and over the shared client (TLS, Sentinel, Cluster)."""
-    claims = ClaimBatcher(store)
-    assert claims.pipe is not None
-    if request.param == "shared client":
-        claims.pipe = None
+    shared = request.param == "shared client"
+    claims = ClaimBatcher(Store(store.redis, store.keys, pipes=False) if shared else store)  # closed with ``store``
+    assert isinstance(getattr(claims._call, "__self__", None), ScriptPipe) != shared
     return claims
 
 
