@@ -88,23 +88,22 @@ class _Replies(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        error = RedisConnectionError(f"connection to redis lost: {exc or 'closed by the server'}")
+        self._fail_waiting(RedisConnectionError(f"connection to redis lost: {exc or 'closed by the server'}"))
+
+    def close(self, error: Exception | None) -> None:
+        """Drop the connection; calls still waiting fail with ``error`` or a connection error."""
+        self.closed = True
+        if error is not None:
+            self._fail_waiting(error)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail_waiting(self, error: Exception) -> None:
         while self.waiting:
             future, timer = self.waiting.popleft()
             timer.cancel()
             if not future.done():
                 future.set_exception(error)
-
-    def close(self, error: Exception | None) -> None:
-        """Drop the connection; calls still waiting fail with ``error`` or a connection error."""
-        self.closed = True
-        while error is not None and self.waiting:
-            future, timer = self.waiting.popleft()
-            timer.cancel()
-            if not future.done():
-                future.set_exception(error)
-        if self.transport is not None:
-            self.transport.abort()
 
     def _expire(self, future: asyncio.Future[Any], timeout_s: float) -> None:
         if not future.done():
@@ -176,14 +175,12 @@ class ScriptPipe:
                 _, replies = await loop.create_connection(_Replies, self.host, self.port)
                 for answer in [replies.send(_pack(*command), CONNECT_TIMEOUT_S) for command in handshake]:
                     await answer
-        except ResponseError as exc:  # a wrong password or database: retried, and logged, like a lost Redis
+        except (ResponseError, OSError, TimeoutError, RedisConnectionError) as exc:
+            # A wrong password or database too is retried, and logged, like a Redis that is away.
             if replies is not None:
                 replies.close(None)
-            raise RedisConnectionError(f"redis refused the connection: {exc}") from exc
-        except (OSError, TimeoutError, RedisConnectionError) as exc:
-            if replies is not None:
-                replies.close(None)
-            raise RedisConnectionError(f"cannot connect to redis at {self.host}:{self.port}: {exc}") from exc
+            failed = "redis refused the connection" if isinstance(exc, ResponseError) else "cannot connect to redis"
+            raise RedisConnectionError(f"{failed} at {self.host}:{self.port}: {exc}") from exc
         self._replies = replies
         return replies
 

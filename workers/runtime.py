@@ -307,9 +307,9 @@ class Worker:
     # wake-ups --------------------------------------------------------------------------------
 
     def _wake_up(self, every_slot: bool = False) -> None:
-        """Wake one idle slot (or all of them). One enqueue needs one slot; a slot that finds a job
-        after waking wakes the next (``_work``), so a burst still gets every slot, and a lone job
-        does not send ten slots to Redis for it."""
+        """Wake one idle slot (or all of them). One enqueue needs one slot, so a lone job does not
+        send every slot to Redis for it; a burst that no wake-ups announced reaches every slot by
+        the slot whose poll found a job waking the next (``_work``)."""
         self._wakeups += 1
         while self._idle:
             waiter = self._idle.popleft()
