@@ -53,12 +53,16 @@ class TurnBufferedHandler(logging.StreamHandler[TextIO]):
     thread at info and below are gathered and written together when the turn ends. Warnings and
     errors, and every line logged where no loop runs (a job in a thread, start-up, shutdown), are
     written at once, after whatever was gathered before them, so the order of lines never changes.
-    The gathered lines are written at exit too (logging flushes its handlers then); only a process
-    killed outright can lose the lines of its last turn.
+    So are the lines of the loggers named in ``at_once``: uvicorn's ``uvicorn.error`` says when the
+    server starts and stops, and on SIGTERM uvicorn ends by raising the signal again with its default
+    action, which ends the process before the loop's next turn and before exit handlers. The gathered
+    lines are written at exit too (logging flushes its handlers then); only a process killed outright
+    can lose the lines of its last turn.
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, at_once: tuple[str, ...] = ("uvicorn.error",)) -> None:
         super().__init__(stream if stream is not None else sys.stderr)
+        self.at_once = frozenset(at_once)
         self._lines: list[str] = []
         self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
 
@@ -72,7 +76,7 @@ class TurnBufferedHandler(logging.StreamHandler[TextIO]):
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop runs on this thread
             loop = None
-        if loop is None or record.levelno >= logging.WARNING:
+        if loop is None or record.levelno >= logging.WARNING or record.name in self.at_once:
             self.flush()
         elif self._flush_on is not loop:  # the turn's first line (or a loop that stopped before its flush)
             self._flush_on = loop

@@ -112,5 +112,7 @@ async def test_payq_api_serves_payq_send_and_keeps_the_token_out_of_its_log(
     assert outcome["status"] == "enqueued" and outcome["confirmations"] == 6
     assert sync_redis.llen("resque:queue:dogecoin:incoming") == 1
     text = (tmp_path / "api.log").read_text() + err.decode()
+    # uvicorn ends each process by raising SIGTERM again: its last lines must be out by then.
+    assert text.count("Finished server process") == 2, text
     assert "POST /payments/dogecoin?token=<redacted>" in text
     assert "tok-e2e-5b7d1c" not in text

@@ -91,6 +91,18 @@ async def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
     assert "".join(stream.writes) == "INFO job performed\nWARNING job failed\n"
 
 
+async def test_a_line_of_uvicorns_lifecycle_logger_is_written_at_once_after_the_lines_before_it() -> None:
+    stream = Writes()
+    log = buffered_logger(stream)
+    handler = log.handlers[0]
+
+    log.info("request served")
+    handler.handle(logging.makeLogRecord({"name": "uvicorn.error", "levelno": logging.INFO, "levelname": "INFO",
+                                          "msg": "Finished server process"}))  # fmt: skip
+
+    assert "".join(stream.writes) == "INFO request served\nINFO Finished server process\n"
+
+
 async def test_a_line_from_a_thread_keeps_its_place() -> None:
     stream = Writes()
     log = buffered_logger(stream)
