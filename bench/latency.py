@@ -1,10 +1,11 @@
 """Benchmark 3: end-to-end latency, from a signed webhook leaving the sender to its job starting.
 
 An open-loop sender posts signed distinct payments at a fixed rate (half of the intake's measured
-maximum) to ``payq api`` while a ``payq worker`` performs them. Each payment's txid carries the
-time it was sent (nanoseconds, hex, characters 16-32); the job ``bench_latency`` notes when it
-started, and the worker writes the pairs out when it stops. Sender, API, worker and Redis share the
-machine's cores, so the figures include their competition for CPU.
+maximum) to ``payq api`` while a ``payq worker`` performs them. The requests are signed before the
+clock starts and the sender notes when each one leaves; each payment's txid starts with its number
+(16 hex digits), the job ``bench_latency`` notes when it started, and the worker writes the pairs
+out when it stops. Sender, API, worker and Redis share the machine's cores, so the figures include
+their competition for CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 import uvloop
@@ -45,56 +47,125 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _send_all(port: int, rate: float, duration_s: float) -> tuple[int, list[float]]:
-    """Post ``rate`` signed payments a second for ``duration_s``; return the count and HTTP latencies."""
+def build_requests(port: int, count: int) -> list[bytes]:
+    """``count`` signed deliveries of distinct payments, built before the clock starts.
+
+    Payment ``seq``'s txid starts with ``seq`` in 16 hex digits, so that the job can say which
+    payment it performed; the sender notes when each one leaves."""
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(CONNECTIONS):
-        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    answers: list[float] = []
-    failures = 0
+    now = int(time.time())
+    requests = []
+    for seq in range(count):
+        body = payment_body(f"{seq:016x}{os.urandom(24).hex()}")
+        webhook_id = f"msg_{uuid.uuid4().hex}"
+        head = (
+            f"POST /payments/bitcoin HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nwebhook-id: {webhook_id}\r\nwebhook-timestamp: {now}\r\n"
+            f"webhook-signature: {sign_webhook(key, webhook_id, now, body)}\r\n\r\n"
+        )
+        requests.append(head.encode() + body)
+    return requests
 
-    async def post(seq: int) -> None:
-        nonlocal failures
-        reader, writer = await idle.get()
-        try:
-            sent_ns = time.time_ns()
-            body = payment_body(f"{seq:016x}{sent_ns:016x}{os.urandom(16).hex()}")
-            webhook_id = f"msg_{uuid.uuid4().hex}"
-            now = sent_ns // 1_000_000_000
-            head = (
-                f"POST /payments/bitcoin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nwebhook-id: {webhook_id}\r\nwebhook-timestamp: {now}\r\n"
-                f"webhook-signature: {sign_webhook(key, webhook_id, now, body)}\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            status = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            answers.append((time.time_ns() - sent_ns) / 1e6)
-            if b" 202 " not in status:
-                failures += 1
-        finally:
-            idle.put_nowait((reader, writer))
 
-    start = time.monotonic()
-    total = int(rate * duration_s)
-    tasks = []
-    for seq in range(total):
-        delay = start + seq / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(post(seq)))
-    await asyncio.wait_for(asyncio.gather(*tasks), 30)
-    while not idle.empty():
-        _, writer = idle.get_nowait()
-        writer.close()
-    if failures:
-        say(f"    {failures} deliveries were not answered 202")
-    return total, answers
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection of the sender: one request at a time, answers parsed just enough."""
+
+    def __init__(self, sender: _Sender) -> None:
+        self.sender = sender
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.sent_ns = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+
+    def send(self, request: bytes) -> None:
+        assert self.transport is not None
+        self.sent_ns = time.time_ns()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self.buffer[:head_end].lower()
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                length = int(line[15:])
+        if len(self.buffer) < head_end + 4 + length:
+            return
+        self.buffer = self.buffer[head_end + 4 + length :]
+        self.sender.answered(self, (time.time_ns() - self.sent_ns) / 1e6, b" 202 " in head[:16])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sender.lost(self)
+
+
+class _Sender:
+    """An open-loop load generator: request ``seq`` leaves at ``start + seq / rate`` (or as soon after as
+    a connection is free), whether or not the answers before it have come back.
+
+    It is lean on purpose (requests signed beforehand, no task per request): it shares the machine's
+    cores with payq, so every microsecond it spends is one payq cannot."""
+
+    def __init__(self, requests: list[bytes]) -> None:
+        self.requests = requests
+        self.sent_ns = [0] * len(requests)
+        self.answers: list[float] = []
+        self.failures = 0
+        self.idle: list[_Connection] = []
+        self.free: asyncio.Event = asyncio.Event()
+        self.done = asyncio.get_running_loop().create_future()
+        self.closed = 0
+
+    def answered(self, connection: _Connection, ms: float, accepted: bool) -> None:
+        self.answers.append(ms)
+        self.failures += not accepted
+        self.idle.append(connection)
+        self.free.set()
+        if len(self.answers) == len(self.requests) and not self.done.done():
+            self.done.set_result(None)
+
+    def lost(self, connection: _Connection) -> None:
+        self.closed += 1
+        if connection in self.idle:
+            self.idle.remove(connection)
+        if not self.done.done() and len(self.answers) < len(self.requests):
+            self.done.set_exception(ConnectionError("the server closed a connection during the run"))
+
+    async def run(self, port: int, rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(CONNECTIONS):
+            _, connection = await loop.create_connection(lambda: _Connection(self), "127.0.0.1", port)
+            self.idle.append(connection)
+        start = time.monotonic()
+        for seq, request in enumerate(self.requests):
+            delay = start + seq / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while not self.idle:
+                self.free.clear()
+                await self.free.wait()
+            connection = self.idle.pop()
+            connection.send(request)
+            self.sent_ns[seq] = connection.sent_ns
+        await asyncio.wait_for(self.done, 30)
+
+
+async def _send_all(port: int, rate: float, requests: list[bytes]) -> tuple[list[int], list[float]]:
+    """Post the requests at ``rate`` a second; return when each left and the HTTP latencies."""
+    sender = _Sender(requests)
+    try:
+        await sender.run(port, rate)
+    finally:
+        for connection in sender.idle:
+            if connection.transport is not None:
+                connection.transport.close()
+    if sender.failures:
+        say(f"    {sender.failures} deliveries were not answered 202")
+    return sender.sent_ns, sender.answers
 
 
 def measure(children: Children, client: redis.Redis, redis_port: int, rate: float, duration_s: float) -> Latency:
@@ -108,6 +179,7 @@ def measure(children: Children, client: redis.Redis, redis_port: int, rate: floa
         "PAYQ_BITCOIN_JOB_CLASS": "bench_latency",
         "BENCH_LATENCY_FILE": str(starts),
     }
+    requests = build_requests(port, int(rate * duration_s))
     api = children.start("latency-api", [str(PAYQ), "api", "--port", str(port)], env)
     # Ten slots, as in the throughput rows: one slot drains about as fast as the payments arrive here,
     # and a queue that builds up would measure the backlog rather than the path from webhook to job.
@@ -118,13 +190,14 @@ def measure(children: Children, client: redis.Redis, redis_port: int, rate: floa
             raise RuntimeError(f"payq api did not listen; see {SCRATCH / 'logs'}")
         wait_until(lambda: bool(client.smembers("resque:workers")), 30)
         time.sleep(1.0)
-        sent, answers = uvloop.run(_send_all(port, rate, duration_s))
+        sent_ns, answers = uvloop.run(_send_all(port, rate, requests))
+        sent = len(sent_ns)
         wait_until(lambda: int(client.get("resque:stat:processed") or 0) >= sent, 20)
     finally:
         children.stop(api)
         children.stop(worker)
     pairs = [line.split() for line in starts.read_text().splitlines()] if starts.exists() else []
-    waits = [(int(started) - int(sent_ns)) / 1e6 for sent_ns, started in pairs]
+    waits = [(int(started) - sent_ns[int(seq)]) / 1e6 for seq, started in pairs]
     result = Latency(
         rate,
         sent,
