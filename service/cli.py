@@ -169,6 +169,8 @@ def warn_unauthenticated(settings: Settings) -> None:
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from service.http import HTTP_PROTOCOL
+
     settings.require_redis_url()
     settings.require_webhook_auth()
     if args.workers < 1:
@@ -182,6 +184,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_config=uvicorn_log_config(args.log_level or settings.log_level),
         proxy_headers=True,
+        http=HTTP_PROTOCOL,
     )
     return 0
 

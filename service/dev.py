@@ -39,6 +39,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
     from pollers.runner import run_configured_pollers
     from service.app import create_app
+    from service.http import HTTP_PROTOCOL
     from workers.jobs import load_registry
     from workers.runtime import Worker
 
@@ -46,7 +47,9 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> int:
     stop_pollers = asyncio.Event()
     pollers = asyncio.create_task(run_configured_pollers(settings, store, stop_pollers))
     worker = Worker(store, load_registry(settings.jobs), worker_options(settings))
-    config = uvicorn.Config(create_app(settings, store), host=args.host, port=args.port, log_config=None)
+    config = uvicorn.Config(
+        create_app(settings, store), host=args.host, port=args.port, log_config=None, http=HTTP_PROTOCOL
+    )
     server = uvicorn.Server(config)
 
     async def serve_api() -> bool:

@@ -10,14 +10,17 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from service.http import HTTP_PROTOCOL
 from service.redis_server import free_port
 
 
 @contextmanager
 def serve(app: FastAPI, deadline_s: float = 15.0) -> Iterator[str]:
-    """Serve ``app`` from a thread until the block ends; yields its base URL."""
+    """Serve ``app`` from a thread until the block ends, with payq's HTTP protocol; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on", http=HTTP_PROTOCOL
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
