@@ -12,11 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, in a layer of their own that stays cached until pyproject.toml changes.
-COPY pyproject.toml README.md ./
+# Dependencies first, in a layer of their own that stays cached until pyproject.toml or the pinned
+# versions (constraints.txt) change.
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir -p service workers pollers \
  && touch service/__init__.py workers/__init__.py pollers/__init__.py \
- && pip install . \
+ && pip install -c constraints.txt . \
  && pip uninstall -y payq
 
 COPY service ./service
