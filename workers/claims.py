@@ -11,7 +11,7 @@ still a Resque worker of its own with its own in-flight record; only the transpo
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,8 @@ Claimed = tuple[str, bytes]
 """A claimed job: the queue it came from and its raw bytes."""
 
 Reply = list[Any]
-"""One slot's part of the script's reply: ``[counted]``, or ``[counted, queue, job]`` with a job claimed."""
+"""One slot's part of the script's reply: ``[counted]``, or ``[counted, queue, job, waiting]`` with a
+job claimed (``waiting``: the jobs left in its queue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,9 @@ class ClaimBatcher:
     """Gathers the steps requested during one event-loop turn and sends them as one script call per
     queue list, over a pipe of their own where the deployment allows one (``Store.call_script``)."""
 
-    def __init__(self, store: Store, max_batch: int = 64) -> None:
+    def __init__(self, store: Store, max_batch: int = 64, on_waiting: Callable[[int], None] | None = None) -> None:
         self.store = store
+        self.on_waiting = on_waiting  # told how many jobs a claim left waiting in its queue, when any
         self._call = store.call_script(scripts.FINISH_AND_CLAIM)
         self._second, self._stamp = -1, ""
         self._coalescer: Coalescer[tuple[str, ...], _Step, Reply] = Coalescer(self._send, max_batch)
@@ -72,7 +74,11 @@ class ClaimBatcher:
         the batch; the step is safe to send again.
         """
         reply = await self._coalescer.submit(queues, _Step(slot, finished, state_key or slot.record_key))
-        return bool(reply[0]), (as_text(reply[1]), as_bytes(reply[2])) if len(reply) == 3 else None
+        if len(reply) < 3:
+            return bool(reply[0]), None
+        if reply[3] and self.on_waiting is not None:
+            self.on_waiting(reply[3])
+        return bool(reply[0]), (as_text(reply[1]), as_bytes(reply[2]))
 
     def _send(self, queues: tuple[str, ...], batch: list[_Step]) -> Awaitable[list[Reply]]:
         keys = self.store.keys

@@ -11,8 +11,8 @@ other half's step. A failed job is recorded on its own (``workers.retry``).
 
 Idle slots wait on a wake-up that payq producers publish with every enqueue, and still poll every
 ``poll_interval_s`` for jobs that other Resque clients push. A wake-up wakes one idle slot, so a
-lone job costs one claim rather than one per slot; a slot whose poll finds a job wakes the next,
-so a burst that no wake-ups announced soon has every slot too.
+lone job costs one claim rather than one per slot; a claim that leaves jobs waiting in its queue
+wakes an idle slot for each, so a burst soon has every slot, however few wake-ups announced it.
 
 A failed job is retried through the delayed queue as its class's retry policy says (``workers.retry``),
 and unless ``scheduler=False`` the process also runs a scheduler (``workers.scheduler``) that moves
@@ -22,6 +22,7 @@ delayed jobs onto their queues whenever it holds the leader lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -131,7 +132,9 @@ class Worker:
         self.slots = [self._slot(name, f"{name}:{queues}") for name in names]
         # Half the slots per batch: while Redis runs one batch's step, the process performs the jobs
         # of the other half instead of waiting for the round trip (the pipe keeps both in flight).
-        self._claims = ClaimBatcher(store, max_batch=max(1, (self.options.concurrency + 1) // 2))
+        self._claims = ClaimBatcher(
+            store, max_batch=max(1, (self.options.concurrency + 1) // 2), on_waiting=self._wake_up
+        )
         self._policies: dict[str, RetryPolicy] = {}
         self._queues: tuple[str, ...] = () if self.options.wildcard else tuple(self.options.queues)
         self._stopping = asyncio.Event()
@@ -165,7 +168,7 @@ class Worker:
         if not self._stopping.is_set():
             logger.info("worker stopping ids=%s", ",".join(self.ids))
         self._stopping.set()
-        self._wake_up(every_slot=True)
+        self._wake_up(len(self._idle))
 
     async def run(self) -> None:
         """Register, work until stopped, then hand back unfinished jobs and unregister."""
@@ -306,17 +309,17 @@ class Worker:
 
     # wake-ups --------------------------------------------------------------------------------
 
-    def _wake_up(self, every_slot: bool = False) -> None:
-        """Wake one idle slot (or all of them). One enqueue needs one slot, so a lone job does not
-        send every slot to Redis for it; a burst that no wake-ups announced reaches every slot by
-        the slot whose poll found a job waking the next (``_work``)."""
+    def _wake_up(self, slots: int = 1) -> None:
+        """Wake up to ``slots`` idle slots. A wake-up announces an enqueue, and one enqueue needs one
+        slot, so a lone job does not send every slot to Redis for it. A claim that leaves jobs
+        waiting in its queue wakes as many more (the claim batcher's ``on_waiting``): a burst, whether
+        one wake-up announced it or none did, soon has every slot."""
         self._wakeups += 1
-        while self._idle:
+        while slots > 0 and self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                if not every_slot:
-                    return
+                slots -= 1
 
     async def _listen_for_wakeups(self) -> None:
         backoff_s = 0.1
@@ -363,12 +366,11 @@ class Worker:
         idle = True
         claimed: tuple[str, bytes] | None = None
         looked = False  # the step that recorded the last job looked for a next one, and found none
-        woken = False  # the slot's last wait ended with a wake-up rather than the poll interval
         wakeups = self._wakeups
         while not self._stopping.is_set():
             if claimed is None and looked:  # the queues were empty a moment ago: wait before asking again
                 looked, idle = False, True
-                woken = await self._wait_for_work(wakeups)
+                await self._wait_for_work(wakeups)
                 continue
             if claimed is None:  # the previous job did not hand over a next one: claim on its own
                 wakeups = self._wakeups
@@ -389,8 +391,6 @@ class Worker:
                 if claimed is None:
                     looked = True
                     continue
-                if idle and not woken:  # a job no wake-up announced may have others beside it: wake the next slot
-                    self._wake_up()
                 idle = False
             queue, raw = claimed
             slot.in_flight = _InFlight(raw, queue)
@@ -404,23 +404,20 @@ class Worker:
                 looked, claimed = False, None
                 await self._pause(1.0)
 
-    async def _wait_for_work(self, wakeups: int) -> bool:
+    async def _wait_for_work(self, wakeups: int) -> None:
         """Wait for a wake-up, or the poll interval; not at all if one came since ``_wakeups`` was
-        ``wakeups`` (the slot was asking Redis for a job then, and may have missed it). Return
-        whether a wake-up ended the wait."""
-        return wakeups != self._wakeups or await self._pause(self.options.poll_interval_s)
+        ``wakeups`` (the slot was asking Redis for a job then, and may have missed it)."""
+        if wakeups == self._wakeups:
+            await self._pause(self.options.poll_interval_s)
 
-    async def _pause(self, seconds: float) -> bool:
-        """Wait ``seconds``, or less when woken up (``_wake_up``); return whether woken up."""
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when woken up (``_wake_up``)."""
         if self._stopping.is_set():
-            return True
+            return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._idle.append(waiter)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiter, seconds)
-        except TimeoutError:
-            return False
-        return True
 
     async def _perform(self, slot: Slot, queue: str, raw: bytes) -> tuple[bool, tuple[str, bytes] | None]:
         """Perform one job and record its outcome; return whether the same step looked for the slot's

@@ -24,9 +24,10 @@ return n
 #       queue lists in priority order.
 # ARGV: run_at, slot count; then per slot: worker name, finished job's raw bytes ('' when only
 #       claiming); then the queue names (same order as the lists).
-# Returns per slot {finished, queue, raw}, or {finished} when every queue is empty; finished is 1
-# when the finished job was counted and 0 when its record had gone (dead-worker recovery pushed it
-# back).
+# Returns per slot {finished, queue, raw, waiting}, or {finished} when every queue is empty; finished
+# is 1 when the finished job was counted and 0 when its record had gone (dead-worker recovery pushed
+# it back); waiting is how many jobs are left in the claimed job's queue (0 for a job handed out
+# again), so that the worker can set idle slots on them.
 # The step may run twice (a client sends it again when the answer was lost with the connection), so
 # a record that is not the finished job's is the job this step claimed the first time: it is handed
 # out again rather than overwritten. The same holds for a record left under this worker id by an
@@ -74,7 +75,7 @@ local function claim(record_key, name)
       if not ok or type(decoded) ~= 'table' then payload = cjson.encode(raw) end
       redis.call('SET', record_key, '{"queue":' .. cjson.encode(queue) .. ',"run_at":' .. cjson.encode(ARGV[1])
         .. ',"worker":' .. cjson.encode(name) .. ',"payload":' .. payload .. '}')
-      return queue, raw
+      return queue, raw, redis.call('LLEN', KEYS[i])
     end
   end
   empty = true
@@ -85,10 +86,10 @@ local results = {}
 for s = 1, slots do
   local record_key = KEYS[3 * s - 1]
   local finished, record = settle(record_key, KEYS[3 * s], KEYS[3 * s + 1], ARGV[2 * s + 2])
-  local queue, raw
+  local queue, raw, waiting = nil, nil, 0
   if record then queue, raw = lift(record) end
-  if not queue then queue, raw = claim(record_key, ARGV[2 * s + 1]) end
-  if queue then results[s] = {finished, queue, raw} else results[s] = {finished} end
+  if not queue then queue, raw, waiting = claim(record_key, ARGV[2 * s + 1]) end
+  if queue then results[s] = {finished, queue, raw, waiting} else results[s] = {finished} end
 end
 return results
 """

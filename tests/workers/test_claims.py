@@ -57,6 +57,24 @@ async def test_claim_jobs_for_several_slots_in_one_step(batcher: ClaimBatcher, s
     assert not sync_redis.exists("resque:worker:h:3:q")
 
 
+async def test_a_claim_reports_the_jobs_it_left_waiting_in_its_queue(
+    batcher: ClaimBatcher, sync_redis: redis.Redis
+) -> None:
+    jobs = [encode_job("q", "pay", [n]) for n in range(3)]
+    push(sync_redis, "q", *jobs)
+    push(sync_redis, "other", encode_job("other", "pay", ["not counted: another queue"]))
+    waiting: list[int] = []
+    batcher.on_waiting = waiting.append
+    slot = slot_keys("h:1")
+
+    first = await batcher.finish_and_claim(slot, ("q", "other"))
+    second = await batcher.finish_and_claim(slot, ("q", "other"), jobs[0])
+    third = await batcher.finish_and_claim(slot, ("q", "other"), jobs[1])
+
+    assert [first, second, third] == [(False, ("q", jobs[0])), (True, ("q", jobs[1])), (True, ("q", jobs[2]))]
+    assert waiting == [2, 1]  # the last claim emptied its queue: no one to wake
+
+
 async def test_finish_and_claim_counts_job_and_clears_retry_state(
     batcher: ClaimBatcher, sync_redis: redis.Redis
 ) -> None:

@@ -368,3 +368,34 @@ async def test_a_lone_job_wakes_one_idle_slot_not_all_of_them(store: Store, sync
 
     # One slot woke and took the job; its finish step found the queue empty; nine slept on.
     assert len(claims) == 11
+
+
+async def test_a_burst_announced_by_one_wake_up_gets_every_slot(store: Store, sync_redis: redis.Redis) -> None:
+    registry = Registry()
+    started: list[int] = []
+    all_started, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(n: int) -> None:
+        started.append(n)
+        if len(started) == 10:
+            all_started.set()
+        await release.wait()
+
+    registry.register(hold, "hold")
+    worker = Worker(store, registry, options(concurrency=10, scheduler=False, poll_interval_s=60.0))
+    async with running(worker):
+        await wait_until(lambda: len(worker._idle) == 10)  # every slot looked, found nothing, and waits
+        sync_redis.sadd("resque:queues", "q")
+        sync_redis.rpush(
+            "resque:queue:q", *[orjson.dumps({"class": "hold", "queue": "q", "args": [n]}) for n in range(12)]
+        )
+        sync_redis.publish(
+            store.keys.wake_channel, "q"
+        )  # one wake-up for twelve jobs, as one batch of deliveries sends
+
+        # The woken slot's claim leaves eleven waiting and wakes the other nine, long before the 60 s poll.
+        await asyncio.wait_for(all_started.wait(), 10)
+        release.set()
+        await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"12")
+
+    assert sorted(started) == list(range(12))
