@@ -1,6 +1,6 @@
 """The framework's ceiling for the intake benchmark: a FastAPI endpoint that reads the body, parses it
 as JSON and answers 202, served by uvicorn exactly as ``payq api`` serves payq (same loop, HTTP
-parser, log configuration and access log)."""
+protocol, log configuration and access log)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,17 @@ async def receive(network: str, request: Request) -> Response:
 
 
 if __name__ == "__main__":
+    from service.http import HTTP_PROTOCOL
     from service.logs import configure_logging, uvicorn_log_config
 
     port, level = int(sys.argv[1]), sys.argv[2]
     configure_logging(level)
     uvicorn.run(
-        "bare_app:app", host="127.0.0.1", port=port, workers=1, log_config=uvicorn_log_config(level), proxy_headers=True
+        "bare_app:app",
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        log_config=uvicorn_log_config(level),
+        proxy_headers=True,
+        http=HTTP_PROTOCOL,
     )
