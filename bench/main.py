@@ -250,7 +250,7 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, default=45.0, help="seconds a drain may take (default 45)")
     parser.add_argument("--concurrency", type=int, default=10, help="payq worker slots in the concurrent rows")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of wrk load per server (default 8)")
-    parser.add_argument("--requests", type=int, default=150_000, help="distinct signed requests per round")
+    parser.add_argument("--requests", type=int, default=300_000, help="distinct signed requests per round")
     parser.add_argument("--latency-duration", type=float, default=10.0)
     parser.add_argument("--latency-rate", type=float, default=400.0, help="rate when the intake was not measured")
     parser.add_argument("--only", default="drain,intake,latency,memory", help="comma-separated benchmarks")
