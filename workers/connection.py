@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from workers import scripts
 from workers.errors import ResqueError
 from workers.keys import Keys
-from workers.pipe import ScriptPipe
+from workers.pipe import ScriptPipe, Subscription, subscribe
 
 Redis = aioredis.Redis
 logger = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ class Store:
     redis: Redis
     keys: Keys = field(default_factory=Keys)
     pipes: bool = True
-    """Whether ``call_script`` may use a pipe; False keeps every call on the shared client."""
+    """Whether ``call_script`` and ``subscribe`` may use connections of their own; False keeps every call
+    and subscription on the shared client."""
     enqueue: AsyncScript = field(init=False)
     requeue: AsyncScript = field(init=False)
     recover: AsyncScript = field(init=False)
@@ -206,18 +207,34 @@ class Store:
         """``source`` on a pipelined connection of its own (``workers.pipe``), closed with the store; None
         unless the store talks to a single server by a ``redis://`` URL."""
         pipe = self._pipes.get(source)
-        pool = getattr(self.redis, "connection_pool", None)
-        if pipe is None and pool is not None and pool.connection_class is HiredisPackingConnection:
-            options = pool.connection_kwargs
-            pipe = self._pipes[source] = ScriptPipe(
-                source,
-                host=options.get("host", "127.0.0.1"),
-                port=int(options.get("port", 6379)),
-                db=int(options.get("db") or 0),
-                username=options.get("username"),
-                password=options.get("password"),
-            )
+        server = self._single_server()
+        if pipe is None and server is not None:
+            pipe = self._pipes[source] = ScriptPipe(source, **server)
         return pipe
+
+    async def subscribe(self, channel: str, on_message: Callable[[bytes], None]) -> Subscription | None:
+        """``channel`` subscribed on a connection of its own (``workers.pipe.subscribe``), for the caller
+        to close; None unless the store talks to a single server by a ``redis://`` URL and may use pipes
+        (then use ``redis.pubsub()``). Raises redis.exceptions.ConnectionError when Redis cannot be reached."""
+        server = self._single_server() if self.pipes else None
+        if server is None:
+            return None
+        del server["db"]  # channels are the same in every database
+        return await subscribe(channel, on_message, **server)
+
+    def _single_server(self) -> dict[str, Any] | None:
+        """Where the client connects when it is to a single server by a ``redis://`` URL, else None."""
+        pool = getattr(self.redis, "connection_pool", None)
+        if pool is None or pool.connection_class is not HiredisPackingConnection:
+            return None
+        options = pool.connection_kwargs
+        return {
+            "host": options.get("host", "127.0.0.1"),
+            "port": int(options.get("port", 6379)),
+            "db": int(options.get("db") or 0),
+            "username": options.get("username"),
+            "password": options.get("password"),
+        }
 
     async def close(self) -> None:
         """Close the client and the pipes, and with a Sentinel URL the connections to the sentinels too."""

@@ -324,24 +324,43 @@ class Worker:
     async def _listen_for_wakeups(self) -> None:
         backoff_s = 0.1
         while True:
-            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.store.keys.wake_channel)
-                backoff_s = 0.1
-                self._subscribed.set()
-                self._wake_up()  # anything enqueued while unsubscribed is claimed now
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        queue = message["data"].decode()
-                        if self.options.wildcard and queue not in self._queues:
-                            self._queues = tuple(sorted({*self._queues, queue}))
-                        self._wake_up()
+                # A connection of its own where the deployment allows (workers.pipe), else redis-py's.
+                subscription = await self.store.subscribe(self.store.keys.wake_channel, self._on_wake_message)
+                if subscription is None:
+                    await self._listen_with_client()
+                    continue
+                try:
+                    self._on_subscribed()
+                    backoff_s = 0.1
+                    await subscription.lost
+                finally:
+                    subscription.close()
             except _REDIS_DOWN as exc:
                 logger.debug("wake-up subscription lost error=%s", exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.options.poll_interval_s)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def _listen_with_client(self) -> None:
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.store.keys.wake_channel)
+            self._on_subscribed()
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    self._on_wake_message(message["data"])
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+
+    def _on_subscribed(self) -> None:
+        self._subscribed.set()
+        self._wake_up()  # anything enqueued while unsubscribed is claimed now
+
+    def _on_wake_message(self, queue_name: bytes) -> None:
+        queue = queue_name.decode()
+        if self.options.wildcard and queue not in self._queues:
+            self._queues = tuple(sorted({*self._queues, queue}))
+        self._wake_up()
 
     # the slot loop ---------------------------------------------------------------------------
 

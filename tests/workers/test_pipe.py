@@ -10,6 +10,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from tests.workers.test_runtime import wait_until
 from workers.connection import Store
 from workers.pipe import ScriptPipe
 
@@ -126,3 +127,63 @@ def test_only_a_plain_redis_url_gets_a_pipe() -> None:
     assert Store.from_url("redis://127.0.0.1:1/0").pipe(ECHO) is not None
     assert Store.from_url("rediss://127.0.0.1:1/0").pipe(ECHO) is None
     assert Store.from_url("redis+sentinel://127.0.0.1:1/main").pipe(ECHO) is None
+
+
+# --- the wake-up channel's subscription --------------------------------------------------------------------
+
+
+async def test_a_subscription_hands_over_every_message_published_once_it_is_confirmed(
+    store: Store, sync_redis: redis.Redis
+) -> None:
+    received: list[bytes] = []
+    subscription = await store.subscribe("wake", received.append)
+    assert subscription is not None
+    try:
+        # Subscribed as soon as subscribe returns: Redis counts the subscriber for the first publish.
+        assert [sync_redis.publish("wake", f"q{n}") for n in range(100)] == [1] * 100
+        sync_redis.publish("other", "not for us")
+        await wait_until(lambda: len(received) == 100)
+        assert received == [f"q{n}".encode() for n in range(100)]
+    finally:
+        subscription.close()
+    assert await subscription.lost is None
+    await wait_until(lambda: sync_redis.pubsub_numsub("wake") == [(b"wake", 0)])
+
+
+async def test_a_subscription_reports_its_connection_lost(store: Store, sync_redis: redis.Redis) -> None:
+    subscription = await store.subscribe("wake", lambda message: None)
+    assert subscription is not None
+    sync_redis.client_kill_filter(_type="pubsub")
+
+    with pytest.raises(RedisConnectionError, match="subscription lost"):
+        await asyncio.wait_for(subscription.lost, 5)
+
+
+async def test_a_subscription_with_a_wrong_password_is_a_connection_error(
+    redis_url: str, sync_redis: redis.Redis
+) -> None:
+    sync_redis.acl_setuser("payq-sub", enabled=True, passwords=["+s3cret"], channels=["*"], commands=["+@all"])
+    try:
+        store = Store.from_url(redis_url.replace("redis://", "redis://payq-sub:wrong@"))
+        with pytest.raises(RedisConnectionError, match="refused"):
+            await store.subscribe("wake", lambda message: None)
+        good = Store.from_url(redis_url.replace("redis://", "redis://payq-sub:s3cret@"))
+        subscription = await good.subscribe("wake", lambda message: None)
+        assert subscription is not None
+        subscription.close()
+        await asyncio.gather(store.close(), good.close())
+    finally:
+        sync_redis.acl_deluser("payq-sub")
+
+
+def test_only_a_plain_redis_url_gets_a_subscription_of_its_own() -> None:
+    # The others subscribe through redis-py's client (the worker falls back to it).
+    assert Store.from_url("rediss://127.0.0.1:1/0")._single_server() is None
+    assert Store.from_url("redis+sentinel://127.0.0.1:1/main")._single_server() is None
+    assert Store.from_url("redis://127.0.0.1:1/0")._single_server() == {
+        "host": "127.0.0.1",
+        "port": 1,
+        "db": 0,
+        "username": None,
+        "password": None,
+    }

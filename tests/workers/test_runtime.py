@@ -186,6 +186,24 @@ async def test_idle_worker_wakes_on_payq_enqueue_before_poll(store: Store) -> No
         await rec.wait_for(1, timeout_s=10.0)  # far below the 60 s poll: only the wake-up can do it
 
 
+@pytest.mark.parametrize("own_connection", [True, False], ids=["own connection", "redis-py pubsub"])
+async def test_a_worker_whose_wake_up_subscription_is_lost_subscribes_again(
+    store: Store, sync_redis: redis.Redis, own_connection: bool
+) -> None:
+    store.pipes = own_connection  # without, the worker subscribes through redis-py, as over TLS
+    rec = Recorder()
+    registry = Registry()
+    registry.register(lambda: rec.note("job", ()), "job")
+    worker = Worker(store, registry, options(poll_interval_s=60.0))
+    async with running(worker):
+        await wait_until(lambda: sync_redis.pubsub_numsub(store.keys.wake_channel)[0][1] == 1)
+        sync_redis.client_kill_filter(_type="pubsub")
+        await wait_until(lambda: sync_redis.pubsub_numsub(store.keys.wake_channel)[0][1] == 1)
+        await wait_until(lambda: len(worker._idle) == 1)
+        await enqueue(store, "q", "job", [])
+        await rec.wait_for(1, timeout_s=10.0)  # far below the 60 s poll: only the wake-up can do it
+
+
 async def test_concurrent_slots_register_as_separate_workers(store: Store, sync_redis: redis.Redis) -> None:
     gate = asyncio.Event()
     running_count = 0
@@ -362,7 +380,8 @@ async def test_a_lone_job_wakes_one_idle_slot_not_all_of_them(store: Store, sync
 
     worker._claims.finish_and_claim = counting  # type: ignore[method-assign]
     async with running(worker):
-        await wait_until(lambda: len(claims) == 10)  # each slot looked once at start, found nothing, sleeps
+        await wait_until(lambda: len(claims) == 10)  # each slot looked once at start, found nothing,
+        await wait_until(lambda: len(worker._idle) == 10)  # and sleeps (one still asking would ask again)
         await enqueue(store, "q", "pay", [1])
         await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"1")
 
