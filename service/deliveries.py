@@ -113,6 +113,7 @@ class DeliveryRecorder:
         self.settings = settings
         self._policy = payment_policy(settings)
         self._networks: dict[str, NetworkSettings] = {name: settings.network(name) for name in NETWORKS}
+        self._queue_keys = {name: store.keys.queue(network.queue) for name, network in self._networks.items()}
         self._coalescer: Coalescer[None, _Prepared, DeliveryRecord] = Coalescer(self._send, max_batch)
         self._call = store.call_script(RECORD_DELIVERIES)
 
@@ -139,9 +140,9 @@ class DeliveryRecorder:
                 items.append(["f", _fragment(item)])
                 classified.append(item)
                 continue
-            network = self._networks[item.network.value]
-            raw = encode_job(network.queue, network.job_class, [{**item.to_job_arg()}])
-            script_keys += [keys.unique(item.id), keys.queue(network.queue)]
+            network = self._networks[item.network]
+            raw = encode_job(network.queue, network.job_class, [{**item.to_job_arg()}], plain=True)
+            script_keys += [keys.unique(item.id), self._queue_keys[item.network]]
             enqueued, duplicate = (_fragment(pushed_outcome(item, network, pushed)) for pushed in (True, False))
             items.append(["e", network.queue, raw.decode(), enqueued, duplicate])
             classified.append((item, network))

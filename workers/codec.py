@@ -66,9 +66,16 @@ def dumps(value: JSONValue) -> bytes:
     return orjson.dumps(_normalise(value))
 
 
-def encode_job(queue: str, class_name: str, args: list[JSONValue] | tuple[JSONValue, ...]) -> bytes:
-    """Encode a job as node-resque does: ``{"class","queue","args"}``."""
-    return dumps({"class": class_name, "queue": queue, "args": list(args)})
+def encode_job(
+    queue: str, class_name: str, args: list[JSONValue] | tuple[JSONValue, ...], *, plain: bool = False
+) -> bytes:
+    """Encode a job as node-resque does: ``{"class","queue","args"}``.
+
+    ``plain`` says the arguments hold no floats (a payment's job argument, say), so there is nothing to
+    give JavaScript's form and they are written as they are.
+    """
+    job: JSONValue = {"class": class_name, "queue": queue, "args": list(args)}
+    return orjson.dumps(job) if plain else dumps(job)
 
 
 def decode_job(raw: bytes) -> Job:

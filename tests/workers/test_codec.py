@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import pytest
 
-from workers.codec import MalformedJob, decode_job, encode_job, member_raw
+from workers.codec import JSONValue, MalformedJob, decode_job, encode_job, member_raw
 
 
 def test_encode_job_writes_node_resque_bytes() -> None:
     raw = encode_job("math", "add", [1, 2.0, "é/x", {"n": None}, []])
     assert raw == '{"class":"add","queue":"math","args":[1,2,"é/x",{"n":null},[]]}'.encode()
+
+
+def test_a_job_of_plain_arguments_is_written_byte_for_byte_as_any_other() -> None:
+    args: list[JSONValue] = [{"id": "bitcoin:ab:0", "minor_units": 150000, "ok": True, "tag": None}, "é"]
+    assert encode_job("q", "pay", args, plain=True) == encode_job("q", "pay", args)
+    # Only a float tells them apart: plain arguments are written as they are, floats included.
+    assert encode_job("q", "pay", [2.0], plain=True) == b'{"class":"pay","queue":"q","args":[2.0]}'
 
 
 def test_decode_job_reads_ruby_format_without_queue() -> None:
