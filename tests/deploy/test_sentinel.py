@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +27,20 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
     group.start()
     yield group
     group.stop()
+
+
+# A failover cancels connections redis-py is still opening, and it leaves their sockets for the garbage
+# collector, which reports each as unclosed. The failover tests ignore those reports while they run and
+# collect what is left before their loop closes, so that no later test inherits them.
+ABANDONED_CONNECTIONS = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+@pytest.fixture
+async def collect_abandoned_connections() -> AsyncIterator[None]:
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 async def test_close_store_closes_sentinel_connections(sentinel_group: SentinelGroup) -> None:
@@ -56,6 +72,8 @@ def test_parse_sentinel_url_refuses_malformed(url: str) -> None:
 
 
 @pytest.mark.timeout(120)
+@ABANDONED_CONNECTIONS
+@pytest.mark.usefixtures("collect_abandoned_connections")
 async def test_worker_follows_failover_and_loses_no_acknowledged_job(sentinel_group: SentinelGroup) -> None:
     store = await open_store(sentinel_group.url)
     performed: set[int] = set()
@@ -74,8 +92,8 @@ async def test_worker_follows_failover_and_loses_no_acknowledged_job(sentinel_gr
         deadline = time.monotonic() + 60
         while len(acknowledged) < 60:
             assert time.monotonic() < deadline, f"only {len(acknowledged)} acknowledged"
-            if len(acknowledged) == 30 and sentinel_group.master_port() == first_master:
-                await asyncio.to_thread(sentinel_group.kill_master)
+            if len(acknowledged) == 30:  # the master dies once (the sentinels may still name it for a while)
+                await asyncio.to_thread(sentinel_group.kill, first_master)
             try:
                 await enqueue(store, "q", "pay", [n])
                 # Acknowledge a job only once a replica holds it, as PAYQ_REDIS_WAIT_REPLICAS=1 does.
@@ -102,6 +120,8 @@ async def test_worker_follows_failover_and_loses_no_acknowledged_job(sentinel_gr
 
 
 @pytest.mark.timeout(120)
+@ABANDONED_CONNECTIONS
+@pytest.mark.usefixtures("collect_abandoned_connections")
 async def test_intake_answers_503_briefly_and_loses_no_acknowledged_payment(sentinel_group: SentinelGroup) -> None:
     settings = intake_settings(sentinel_group.url, redis_wait_replicas=1, bitcoin_job_class="record")
     store = await open_store(sentinel_group.url)
@@ -125,8 +145,8 @@ async def test_intake_answers_503_briefly_and_loses_no_acknowledged_payment(sent
             deadline = time.monotonic() + 60
             while len(acknowledged) < 60:
                 assert time.monotonic() < deadline, f"only {len(acknowledged)} payments acknowledged"
-                if len(acknowledged) == 30 and sentinel_group.master_port() == first_master:
-                    await asyncio.to_thread(sentinel_group.kill_master)
+                if len(acknowledged) == 30:  # the master dies once, as above
+                    await asyncio.to_thread(sentinel_group.kill, first_master)
                 body = orjson.dumps(utxo_body(txid=f"{n:064x}"))
                 response = await client.post("/payments/bitcoin", content=body, headers=signed_headers(body))
                 if response.status_code == 503:

@@ -139,13 +139,15 @@ class SentinelGroup(_Topology):
             _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
         return int(port)
 
-    def kill_master(self) -> int:
-        port = self.master_port()
+    def kill(self, port: int) -> bool:
+        """Kill the server on ``port``; False when it was not running. Tests name the port: asking the
+        sentinels for the master again while they fail over could name the new one."""
         for server in self.servers:
-            if server.port == port and server.process is not None:
+            if server.port == port and server.process is not None and server.process.poll() is None:
                 server.process.kill()
                 server.process.wait()
-        return port
+                return True
+        return False
 
     def stop(self) -> None:
         for process in self.sentinels:
