@@ -322,39 +322,34 @@ class Worker:
                 slots -= 1
 
     async def _listen_for_wakeups(self) -> None:
+        channel = self.store.keys.wake_channel
         backoff_s = 0.1
         while True:
+            subscription, pubsub = None, None
             try:
                 # A connection of its own where the deployment allows (workers.pipe), else redis-py's.
-                subscription = await self.store.subscribe(self.store.keys.wake_channel, self._on_wake_message)
+                subscription = await self.store.subscribe(channel, self._on_wake_message)
                 if subscription is None:
-                    await self._listen_with_client()
-                    continue
-                try:
-                    self._on_subscribed()
-                    backoff_s = 0.1
+                    pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+                    await pubsub.subscribe(channel)
+                backoff_s = 0.1
+                self._subscribed.set()
+                self._wake_up()  # anything enqueued while unsubscribed is claimed now
+                if subscription is not None:
                     await subscription.lost
-                finally:
-                    subscription.close()
+                elif pubsub is not None:
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._on_wake_message(message["data"])
             except _REDIS_DOWN as exc:
                 logger.debug("wake-up subscription lost error=%s", exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, self.options.poll_interval_s)
-
-    async def _listen_with_client(self) -> None:
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.store.keys.wake_channel)
-            self._on_subscribed()
-            async for message in pubsub.listen():
-                if message["type"] == "message":
-                    self._on_wake_message(message["data"])
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-
-    def _on_subscribed(self) -> None:
-        self._subscribed.set()
-        self._wake_up()  # anything enqueued while unsubscribed is claimed now
+            finally:
+                if subscription is not None:
+                    subscription.close()
+                if pubsub is not None:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     def _on_wake_message(self, queue_name: bytes) -> None:
         queue = queue_name.decode()
