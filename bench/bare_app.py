@@ -21,7 +21,7 @@ async def receive(network: str, request: Request) -> Response:
 
 
 if __name__ == "__main__":
-    from service.http import HTTP_PROTOCOL
+    from service.http import GATHERING_PROTOCOL
     from service.logs import configure_logging, uvicorn_log_config
 
     port, level = int(sys.argv[1]), sys.argv[2]
@@ -33,5 +33,5 @@ if __name__ == "__main__":
         workers=1,
         log_config=uvicorn_log_config(level),
         proxy_headers=True,
-        http=HTTP_PROTOCOL,
+        http=GATHERING_PROTOCOL,
     )

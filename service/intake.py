@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -103,11 +103,15 @@ class _Delivery:
 
     request_id: str
     network: str
+    client: str = "-"  # host:port, as uvicorn's access line names it (the intake's line stands in for that)
     started: float = field(default_factory=time.monotonic)
     auth: str = "none"
     webhook_id: str | None = None
     replayed: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic() - self.started) * 1000
 
 
 # The metrics' outcome label per answer status (a replayed delivery's 202 is "duplicate_delivery").
@@ -185,7 +189,7 @@ async def post_payments(
     return Response(body, status_code=status, headers=dict(headers), media_type="application/json")
 
 
-def is_intake_request(scope: Scope) -> bool:
+def is_intake_request(scope: Mapping[str, Any]) -> bool:
     """Whether an ASGI request is a ``POST /payments/{network}``."""
     if scope["type"] != "http" or scope["method"] != "POST":
         return False
@@ -232,7 +236,7 @@ class Intake:
     async def answer(self, network: str, scope: Scope, receive: Receive) -> tuple[int, list[tuple[str, str]], bytes]:
         """The status, extra headers and JSON body that answer one delivery."""
         headers = _headers(scope)
-        delivery = _Delivery(_request_id(headers), network if network in NETWORKS else "unknown")
+        delivery = _Delivery(_request_id(headers), network if network in NETWORKS else "unknown", _client(scope))
         try:
             status, body = await self._handle(network, headers, scope, receive, delivery)
         except _Refused as refusal:
@@ -240,7 +244,12 @@ class Intake:
             _log_refusal(delivery, refusal)
         except Exception:
             # Only a bug in payq lands here; every input is meant to end in one of the answers above.
-            logger.exception("webhook failed request_id=%s network=%s", delivery.request_id, delivery.network)
+            logger.exception(
+                "webhook failed request_id=%s network=%s status=500 client=%s",
+                delivery.request_id,
+                delivery.network,
+                delivery.client,
+            )
             failure = _Refused(500, "internal", "payq failed to handle this delivery")
             status, body = 500, _refusal_body(failure, delivery)
         self._observe(delivery, status)
@@ -368,6 +377,11 @@ def _query_token(scope: Scope) -> str | None:
     return tokens[0] if tokens else None
 
 
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
 def _request_id(headers: dict[str, str]) -> str:
     given = headers.get(REQUEST_ID_HEADER.lower())
     if given is not None and _SANE_REQUEST_ID.fullmatch(given):
@@ -429,16 +443,18 @@ def _refusal_body(refusal: _Refused, delivery: _Delivery) -> bytes:
 
 def _log_accepted(delivery: _Delivery) -> None:
     """One line per accepted delivery, naming each payment it enqueued (a line per payment would cost as
-    much again on the busiest path)."""
+    much again on the busiest path). It is the delivery's access line too (service.http)."""
     results = [outcome.result for outcome in delivery.outcomes]
     enqueued = ",".join(o.id for o in delivery.outcomes if o.result is Result.ENQUEUED) or "-"
     if delivery.auth == "none":
         logger.warning("webhook accepted without authentication (development mode) request_id=%s", delivery.request_id)
     logger.info(
-        "webhook accepted request_id=%s network=%s status=202 auth=%s webhook_id=%s "
+        "webhook accepted request_id=%s network=%s status=202 client=%s ms=%.1f auth=%s webhook_id=%s "
         "enqueued=%s duplicate=%s pending=%s rejected=%s ignored=%s enqueued_ids=%s",
         delivery.request_id,
         delivery.network,
+        delivery.client,
+        delivery.elapsed_ms(),
         delivery.auth,
         delivery.webhook_id,
         results.count(Result.ENQUEUED),
@@ -452,9 +468,11 @@ def _log_accepted(delivery: _Delivery) -> None:
 
 def _log_replay(delivery: _Delivery) -> None:
     logger.info(
-        "webhook replayed request_id=%s network=%s status=202 auth=%s webhook_id=%s",
+        "webhook replayed request_id=%s network=%s status=202 client=%s ms=%.1f auth=%s webhook_id=%s",
         delivery.request_id,
         delivery.network,
+        delivery.client,
+        delivery.elapsed_ms(),
         delivery.auth,
         delivery.webhook_id,
     )
@@ -462,10 +480,12 @@ def _log_replay(delivery: _Delivery) -> None:
 
 def _log_refusal(delivery: _Delivery, refusal: _Refused) -> None:
     logger.warning(
-        "webhook refused request_id=%s network=%s status=%s error=%s field=%s message=%s",
+        "webhook refused request_id=%s network=%s status=%s client=%s ms=%.1f error=%s field=%s message=%s",
         delivery.request_id,
         delivery.network,
         refusal.status,
+        delivery.client,
+        delivery.elapsed_ms(),
         refusal.error,
         refusal.field,
         refusal.message,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -77,8 +79,10 @@ async def test_payq_send_reaches_log_job_through_api_and_redis(
     assert sync_redis.llen("resque:queue:bitcoin:incoming") == 0
     assert sync_redis.get("resque:stat:processed") == b"1"
     [accepted] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("webhook accepted")]
-    assert accepted.startswith(
-        f"webhook accepted request_id={answer['request_id']} network=bitcoin status=202 auth=signature webhook_id=msg_"
+    assert re.match(
+        rf"webhook accepted request_id={answer['request_id']} network=bitcoin status=202 client=127\.0\.0\.1:\d+ "
+        r"ms=\d+\.\d auth=signature webhook_id=msg_",
+        accepted,
     )
     assert accepted.endswith(f"enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0 enqueued_ids={outcome['id']}")
 
@@ -102,6 +106,9 @@ async def test_payq_api_serves_payq_send_and_keeps_the_token_out_of_its_log(
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment, cwd=ROOT,
         )  # fmt: skip
         out, err = await process.communicate()
+        # Webhook deliveries log their own line; other requests keep uvicorn's access line, redacted too.
+        async with httpx.AsyncClient(base_url=url) as client:
+            health = await client.get("/healthz", params={"token": "tok-e2e-5b7d1c"})
     finally:
         api.terminate()
         await api.wait()
@@ -111,8 +118,11 @@ async def test_payq_api_serves_payq_send_and_keeps_the_token_out_of_its_log(
     [outcome] = orjson.loads(out)["payments"]
     assert outcome["status"] == "enqueued" and outcome["confirmations"] == 6
     assert sync_redis.llen("resque:queue:dogecoin:incoming") == 1
-    text = (tmp_path / "api.log").read_text() + err.decode()
+    api_log = (tmp_path / "api.log").read_text()
+    text = api_log + err.decode()
     # uvicorn ends each process by raising SIGTERM again: its last lines must be out by then.
     assert text.count("Finished server process") == 2, text
-    assert "POST /payments/dogecoin?token=<redacted>" in text
+    assert health.status_code == 200
+    assert '"GET /healthz?token=<redacted> HTTP/1.1" 200' in text
+    assert "webhook accepted" in api_log and '"POST /payments/dogecoin' not in api_log
     assert "tok-e2e-5b7d1c" not in text

@@ -15,11 +15,11 @@ from service.redis_server import free_port
 
 
 @contextmanager
-def serve(app: FastAPI, deadline_s: float = 15.0) -> Iterator[str]:
+def serve(app: FastAPI, deadline_s: float = 15.0, log_level: str = "warning") -> Iterator[str]:
     """Serve ``app`` from a thread until the block ends, with payq's HTTP protocol; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="on", http=HTTP_PROTOCOL
+        app, host="127.0.0.1", port=port, log_level=log_level, ws="none", lifespan="on", http=HTTP_PROTOCOL
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 
 import httpx
+import orjson
+import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from service.app import create_app
 from service.http import GatheredWrites
+from tests.service.intake_client import TOKEN, intake_settings, utxo_body
 from tests.service.live_server import serve
 
 
@@ -129,3 +136,37 @@ def test_the_gathering_protocol_serves_keep_alive_requests_and_closes_after_its_
     assert len(answers[2].json()["pad"]) == 70_000
     assert last.status_code == 200 and last.json() == {"n": 2, "pad": "xx"}
     assert last.headers["connection"] == "close"
+
+
+def test_a_webhook_delivery_logs_one_line_naming_its_client_and_time_and_other_requests_keep_the_access_line(
+    redis_url: str, sync_redis: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    app = create_app(intake_settings(redis_url))
+    access_logger = logging.getLogger("uvicorn.access")  # uvicorn's own log configuration keeps it from the root
+    try:
+        with serve(app, log_level="info") as url, httpx.Client(base_url=url) as client:
+            access_logger.addHandler(caplog.handler)
+            accepted = client.post(f"/payments/bitcoin?token={TOKEN}", content=orjson.dumps(utxo_body()))
+            refused = client.post("/payments/bitcoin", content=b"{}")
+            health = client.get("/healthz")
+            port = client.get("/healthz").extensions["network_stream"].get_extra_info("client_addr")[1]
+    finally:
+        access_logger.removeHandler(caplog.handler)
+
+    assert (accepted.status_code, refused.status_code, health.status_code) == (202, 401, 200)
+    assert sync_redis.llen("resque:queue:bitcoin:incoming") == 1
+    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert access == [f'127.0.0.1:{port} - "GET /healthz HTTP/1.1" 200'] * 2
+    intake = [r.getMessage() for r in caplog.records if r.name == "service.intake"]
+    assert len(intake) == 2
+    assert re.fullmatch(
+        rf"webhook accepted request_id={accepted.headers['x-request-id']} network=bitcoin status=202 "
+        rf"client=127\.0\.0\.1:{port} ms=\d+\.\d auth=token webhook_id=None enqueued=1 .*",
+        intake[0],
+    )
+    assert re.fullmatch(
+        rf"webhook refused request_id={refused.headers['x-request-id']} network=bitcoin status=401 "
+        rf"client=127\.0\.0\.1:{port} ms=\d+\.\d error=unauthorized .*",
+        intake[1],
+    )

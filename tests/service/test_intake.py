@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import httpx
 import orjson
@@ -366,11 +367,13 @@ async def test_post_payments_carries_given_request_id_into_job_and_log(
 
     assert response.headers["x-request-id"] == "explorer-req-0042"
     assert queued(sync_redis, "bitcoin:incoming")[0]["request_id"] == "explorer-req-0042"
-    lines = [r.getMessage() for r in caplog.records if r.name == "service.intake"]
-    assert lines == [
-        "webhook accepted request_id=explorer-req-0042 network=bitcoin status=202 auth=token webhook_id=None "
-        f"enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0 enqueued_ids=bitcoin:{TXID}:1"
-    ]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "service.intake"]
+    assert re.fullmatch(
+        r"webhook accepted request_id=explorer-req-0042 network=bitcoin status=202 client=127\.0\.0\.1:123 "
+        rf"ms=\d+\.\d auth=token webhook_id=None enqueued=1 duplicate=0 pending=0 rejected=0 ignored=0 "
+        rf"enqueued_ids=bitcoin:{TXID}:1",
+        line,
+    )
 
 
 @pytest.mark.parametrize("given", ["", "has space", "x" * 200, "bad\u00e9id", "../../etc"])
