@@ -114,6 +114,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time ``pid`` has used so far, user and system, in seconds (to the clock tick)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss_kib(pid: int) -> int:
     """RSS of ``pid`` plus its children (a CLI that execs a worker keeps the work in a child)."""
     total = rss_kib(pid)

@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
@@ -115,7 +116,8 @@ class _Sender:
         self.sent_ns = [0] * len(requests)
         self.answers: list[float] = []
         self.failures = 0
-        self.idle: list[_Connection] = []
+        # Oldest first, so that every connection is used in turn: uvicorn closes one idle for 5 s.
+        self.idle: deque[_Connection] = deque()
         self.free: asyncio.Event = asyncio.Event()
         self.done = asyncio.get_running_loop().create_future()
         self.closed = 0
@@ -148,13 +150,13 @@ class _Sender:
             while not self.idle:
                 self.free.clear()
                 await self.free.wait()
-            connection = self.idle.pop()
+            connection = self.idle.popleft()
             connection.send(request)
             self.sent_ns[seq] = connection.sent_ns
         await asyncio.wait_for(self.done, 30)
 
 
-async def _send_all(port: int, rate: float, requests: list[bytes]) -> tuple[list[int], list[float]]:
+async def send_all(port: int, rate: float, requests: list[bytes]) -> tuple[list[int], list[float]]:
     """Post the requests at ``rate`` a second; return when each left and the HTTP latencies."""
     sender = _Sender(requests)
     try:
@@ -190,7 +192,7 @@ def measure(children: Children, client: redis.Redis, redis_port: int, rate: floa
             raise RuntimeError(f"payq api did not listen; see {SCRATCH / 'logs'}")
         wait_until(lambda: bool(client.smembers("resque:workers")), 30)
         time.sleep(1.0)
-        sent_ns, answers = uvloop.run(_send_all(port, rate, requests))
+        sent_ns, answers = uvloop.run(send_all(port, rate, requests))
         sent = len(sent_ns)
         wait_until(lambda: int(client.get("resque:stat:processed") or 0) >= sent, 20)
     finally:

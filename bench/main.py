@@ -18,6 +18,7 @@ from importlib import metadata
 import drain
 import intake
 import latency
+import wakeups
 from common import (
     BENCH,
     PAYQ,
@@ -141,6 +142,12 @@ def bench_latency(args: argparse.Namespace, children: Children, client, port: in
     rate = max(10.0, maximum / 2)
     say(f"\n[3/4] end-to-end latency at {rate:,.0f} payments/s (half of {maximum:,.0f}), {args.rounds} rounds")
     runs = [latency.measure(children, client, port, rate, args.latency_duration) for _ in range(args.rounds)]
+    say(f" CPU per payment at {rate:,.0f}/s, beside the bare endpoint and the wake-ups alone, {args.rounds} rounds")
+    costs = [wakeups.measure(children, client, port, rate, args.wakeups_duration) for _ in range(args.rounds)]
+    results["cpu_per_payment"] = {
+        name: median([c.cpu_us for round_costs in costs for c in round_costs if c.name == name])
+        for name in [c.name for c in costs[0]]
+    }
     results["latency"] = {
         "rate": rate,
         "p50_ms": median([r.p50_ms for r in runs]),
@@ -221,7 +228,18 @@ def report_latency(results: dict, args: argparse.Namespace) -> str:
         f"{lat['http_p99_ms']:.2f}",
         ", ".join(lat["jobs"]),
     ]
-    return table(title, ["p50 ms", "p99 ms", "max ms", "HTTP answer p99 ms", "jobs started/sent per round"], [row])
+    latency_table = table(
+        title, ["p50 ms", "p99 ms", "max ms", "HTTP answer p99 ms", "jobs started/sent per round"], [row]
+    )
+    costs = results.get("cpu_per_payment")
+    if not costs:
+        return latency_table
+    cost_title = (
+        f"3b. CPU per payment at {lat['rate']:,.0f}/s, from /proc (median of {args.rounds}): each process alone, "
+        "beside one doing the same wake-ups with no work"
+    )
+    cost_rows = [[name, f"{us:,.0f}"] for name, us in costs.items()]
+    return latency_table + "\n" + table(cost_title, ["process", "CPU us per payment"], cost_rows)
 
 
 def report_memory(results: dict) -> str:
@@ -259,6 +277,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300_000, help="distinct signed requests per round")
     parser.add_argument("--latency-duration", type=float, default=10.0)
     parser.add_argument("--latency-rate", type=float, default=400.0, help="rate when the intake was not measured")
+    parser.add_argument("--wakeups-duration", type=float, default=5.0, help="seconds per process in 3b")
     parser.add_argument("--only", default="drain,intake,latency,memory", help="comma-separated benchmarks")
     args = parser.parse_args()
     only = set(args.only.split(","))
