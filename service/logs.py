@@ -44,6 +44,15 @@ class PayqFormatter(logging.Formatter):
             self._second = (int(record.created), stamp)
         return f"{stamp},{int(record.msecs):03d}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        """The standard formatter's line, put together directly when the record carries no exception
+        or stack (every line but a failure's), instead of through the format string."""
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        return f"{record.asctime} {record.levelname} {record.name} {record.message}"
+
 
 class TurnBufferedHandler(logging.StreamHandler[TextIO]):
     """Writes to stderr once per turn of the event loop rather than once per line.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import sys
 
 import pytest
 
@@ -30,6 +32,22 @@ def test_formatter_writes_what_the_standard_formatter_writes(times: list[float])
         assert fast.format(record(created, "job performed class=%s", "noop")) == standard.format(
             record(created, "job performed class=%s", "noop")
         )
+
+
+def test_formatter_writes_a_failure_with_its_traceback_and_stack_as_the_standard_formatter_does() -> None:
+    fast, standard = PayqFormatter(), logging.Formatter(LOG_FORMAT)
+    try:
+        raise ValueError("kaboom")
+    except ValueError:
+        failure = record(1_764_790_000.25, "job failed class=%s", "noop")
+        failure.exc_info = sys.exc_info()
+    stacked = record(1_764_790_000.5, "where")
+    stacked.stack_info = "Stack (most recent call last):\n  here"
+
+    for line in (failure, stacked):
+        expected = standard.format(copy.copy(line))
+        assert fast.format(copy.copy(line)) == expected
+        assert "kaboom" in expected or "here" in expected
 
 
 def test_redaction_blanks_url_tokens_and_merges_the_arguments_once() -> None:
