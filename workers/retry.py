@@ -126,8 +126,10 @@ class Settled:
 
 def retry_form(job: Job, queue: str) -> bytes:
     """The job in node-resque's form with its ``args`` bytes exactly as stored."""
-    if job.queue == queue and job.raw == encode_job(queue, job.class_name, job.args):
-        return job.raw  # stored in that form already, as payq and node-resque write jobs
+    # Stored in that form already, as payq and node-resque write jobs. The arguments are encoded as
+    # they are: bytes equal to that encoding have the form, whatever their numbers look like.
+    if job.queue == queue and job.raw == encode_job(queue, job.class_name, job.args, plain=True):
+        return job.raw
     args_raw = member_raw(job.raw, "args")
     if args_raw is None or args_raw == b"null":
         args_raw = b"[]"

@@ -84,6 +84,12 @@ def test_retry_form_keeps_args_bytes() -> None:
     assert (
         retry_form(decode_job(b'{"class":"pay","args":"lone"}'), "q") == b'{"class":"pay","queue":"q","args":["lone"]}'
     )
+    # Numbers keep their stored bytes whether a Python (1.0) or a JavaScript (1) producer wrote them.
+    for stored in (
+        b'{"class":"pay","queue":"q","args":[1.0,2.5,{"n":3.0}]}',
+        b'{"class":"pay","queue":"q","args":[1,2.5]}',
+    ):
+        assert retry_form(decode_job(stored), "q") == stored
 
 
 # the worker ----------------------------------------------------------------------------------------
