@@ -7,8 +7,6 @@ import logging
 import os
 import re
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,18 +19,12 @@ from service.app import create_app
 from service.redis_server import free_port
 from service.settings import Settings
 from tests.service.intake_client import SECRET
+from tests.waiting import wait_until
 from workers.connection import Store
 from workers.jobs import load_registry
 from workers.runtime import Worker, WorkerOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def payq_send(url: str, redis_url: str, *args: str) -> tuple[int, bytes]:

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
 from service.redis_server import RedisServer, find_redis_server, free_port
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from tests.waiting import block_until
 
 
 class _Topology:
@@ -71,7 +62,7 @@ class Cluster(_Topology):
                 info = client.execute_command("CLUSTER", "INFO").decode()
             return "cluster_state:ok" in info and f"cluster_known_nodes:{len(self.nodes)}" in info
 
-        wait_for(healthy, 20, "the cluster to form")
+        block_until(healthy, "the cluster to form", timeout_s=20)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -132,7 +123,7 @@ class SentinelGroup(_Topology):
                     return False
             return True
 
-        wait_for(sentinels_see_replicas, 30, "the sentinels to find the replicas and each other")
+        block_until(sentinels_see_replicas, "the sentinels to find the replicas and each other")
 
     def master_port(self) -> int:
         with redis.Redis(port=self.sentinel_ports[0]) as client:

@@ -130,13 +130,3 @@ def run_worker(store: Store) -> RunWorker:
             await asyncio.wait_for(task, 10)
 
     return running
-
-
-async def wait_until(condition: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition`` until it is truthy; fail the test after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)

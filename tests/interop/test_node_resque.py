@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import redis
 
-from tests.interop.conftest import NodeResque, RunWorker, wait_until
+from tests.interop.conftest import NodeResque, RunWorker
+from tests.waiting import wait_until
 from workers.codec import JSONValue
 from workers.connection import Store, as_text
 from workers.failures import failed_count, list_failed, remove_failed, retry_failed

@@ -15,8 +15,9 @@ import pytest
 import redis
 
 from service.redis_server import RedisServer
-from tests.interop.conftest import HERE, NAMESPACE, NodeResque, RunWorker, wait_until
+from tests.interop.conftest import HERE, NAMESPACE, NodeResque, RunWorker
 from tests.interop.test_node_resque import TRICKY_ARGS, Recorder
+from tests.waiting import wait_until
 from workers.codec import JSONValue, encode_job
 from workers.connection import Store
 from workers.delayed import del_delayed, enqueue_at, list_delayed, scheduled_at

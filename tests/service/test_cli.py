@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from service.redis_server import RedisServer, free_port
+from tests.waiting import block_until
 from tests.workers.sample_jobs import DONE, STARTED
 from workers.codec import encode_job
 
@@ -31,14 +31,6 @@ def run_payq(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
     )
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_enqueue_writes_node_resque_bytes(redis_url: str, sync_redis: redis.Redis) -> None:
@@ -152,9 +144,9 @@ def test_dev_runs_embedded_redis_and_worker_until_ctrl_c(
     log = tmp_path / "dev.log"
     client = redis.Redis(port=redis_port)
     try:
-        wait_until(lambda: proc.poll() is not None or RedisServer(data_dir, port=redis_port).ping(), "embedded redis")
+        block_until(lambda: proc.poll() is not None or RedisServer(data_dir, port=redis_port).ping(), "embedded redis")
         assert proc.poll() is None, log.read_text()
-        wait_until(lambda: client.scard("resque:workers") == 1, f"the worker to register\n{log.read_text()}")
+        block_until(lambda: client.scard("resque:workers") == 1, f"the worker to register\n{log.read_text()}")
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("dir")["dir"] == str(data_dir / "redis")
         [redis_pid] = [pid for pid, name in children_of(proc.pid).items() if name.startswith("redis-server")]
@@ -162,19 +154,19 @@ def test_dev_runs_embedded_redis_and_worker_until_ctrl_c(
         payment = encode_job("bitcoin:incoming", "log", [{"id": "bitcoin:ab:0", "network": "bitcoin", "amount": "1"}])
         client.sadd("resque:queues", "bitcoin:incoming", "q")
         client.rpush("resque:queue:bitcoin:incoming", payment)
-        wait_until(lambda: client.get("resque:stat:processed") == b"1", f"the job to be performed\n{log.read_text()}")
+        block_until(lambda: client.get("resque:stat:processed") == b"1", f"the job to be performed\n{log.read_text()}")
         assert client.llen("resque:queue:bitcoin:incoming") == 0
 
         # The API in the same process takes an unsigned payment (development mode) to the worker.
-        wait_until(lambda: _answers(f"http://127.0.0.1:{api_port}/healthz"), f"the API\n{log.read_text()}")
+        block_until(lambda: _answers(f"http://127.0.0.1:{api_port}/healthz"), f"the API\n{log.read_text()}")
         body = {"txid": "cd" * 32, "output_index": 0, "address": "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa"}
         answer = httpx.post(
             f"http://127.0.0.1:{api_port}/payments/bitcoin", json={**body, "amount": "0.5", "confirmations": 1}
         )
         assert answer.status_code == 202 and answer.json()["payments"][0]["status"] == "enqueued", answer.text
-        wait_until(lambda: client.get("resque:stat:processed") == b"2", f"the payment job\n{log.read_text()}")
+        block_until(lambda: client.get("resque:stat:processed") == b"2", f"the payment job\n{log.read_text()}")
         client.rpush("resque:queue:q", encode_job("q", "slow", ["busy-at-ctrl-c"]))
-        wait_until(lambda: client.lrange(STARTED, 0, -1) == [b"busy-at-ctrl-c"], "the slow job to start")
+        block_until(lambda: client.lrange(STARTED, 0, -1) == [b"busy-at-ctrl-c"], "the slow job to start")
     finally:
         client.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,15 +11,9 @@ import redis
 
 from service.redis_server import RedisServer
 from tests.service.intake_client import TOKEN, TXID, intake_client, intake_settings, post_signed, utxo_body
+from tests.waiting import wait_until
 from workers.codec import decode_job
 from workers.connection import Store
-
-
-async def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def queued_ids(client: redis.Redis, queue: str = "bitcoin:incoming") -> list[str]:

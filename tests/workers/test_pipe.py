@@ -10,7 +10,7 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from tests.workers.test_runtime import wait_until
+from tests.waiting import wait_until
 from workers.connection import Store
 from workers.pipe import ScriptPipe
 

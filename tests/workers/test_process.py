@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import orjson
 import pytest
 import redis
 
+from tests.waiting import block_until
 from tests.workers.sample_jobs import DONE, RELEASE, STARTED
 from workers.codec import encode_job
 from workers.connection import as_text
@@ -82,14 +82,6 @@ def spawn_worker(redis_url: str, tmp_path: Path) -> Iterator[SpawnWorker]:
             worker.proc.wait(10)
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def ids_of(client: redis.Redis, pid: int) -> set[str]:
     """The Resque worker ids a process registered."""
     members = {as_text(m) for m in client.smembers("resque:workers")}
@@ -115,9 +107,9 @@ def test_rerun_job_of_killed_worker_in_new_process(spawn_worker: SpawnWorker, sy
     job_ids = [f"job-{n}" for n in range(4)]
     push_jobs(sync_redis, "q", "hold", job_ids)
     first = spawn_worker("--queues", "q")
-    wait_until(lambda: ids_of(sync_redis, first.pid), "the first worker to register")
+    block_until(lambda: ids_of(sync_redis, first.pid), "the first worker to register")
     [first_id] = ids_of(sync_redis, first.pid)
-    wait_until(lambda: in_flight(sync_redis, first_id) and sync_redis.llen(STARTED) == 1, "a job in flight")
+    block_until(lambda: in_flight(sync_redis, first_id) and sync_redis.llen(STARTED) == 1, "a job in flight")
     record = in_flight(sync_redis, first_id)
     assert isinstance(record, dict) and isinstance(record["payload"], dict)
     [killed_job] = record["payload"]["args"]
@@ -126,7 +118,7 @@ def test_rerun_job_of_killed_worker_in_new_process(spawn_worker: SpawnWorker, sy
     first.proc.wait(10)
     sync_redis.set(RELEASE, "1")
     second = spawn_worker("--queues", "q")
-    wait_until(lambda: sorted(set(decoded(sync_redis, DONE))) == job_ids, f"every job done\n{second.output()}")
+    block_until(lambda: sorted(set(decoded(sync_redis, DONE))) == job_ids, f"every job done\n{second.output()}")
 
     assert killed_job == "job-0"
     assert decoded(sync_redis, STARTED).count(killed_job) >= 2
@@ -141,11 +133,11 @@ def test_rerun_job_of_killed_worker_in_new_process(spawn_worker: SpawnWorker, sy
 def test_finish_job_when_busy_worker_gets_sigterm(spawn_worker: SpawnWorker, sync_redis: redis.Redis) -> None:
     push_jobs(sync_redis, "q", "hold", ["paid"])
     worker = spawn_worker("--queues", "q")
-    wait_until(lambda: sync_redis.llen(STARTED) == 1, "the job to start")
+    block_until(lambda: sync_redis.llen(STARTED) == 1, "the job to start")
     [worker_id] = ids_of(sync_redis, worker.pid)
 
     worker.proc.send_signal(signal.SIGTERM)
-    wait_until(lambda: "worker stopping" in worker.output(), "the worker to acknowledge SIGTERM")
+    block_until(lambda: "worker stopping" in worker.output(), "the worker to acknowledge SIGTERM")
     assert worker.proc.poll() is None, "the worker exited with its job unfinished"
     sync_redis.set(RELEASE, "1")
 
@@ -171,7 +163,7 @@ def test_perform_queues_in_priority_order(spawn_worker: SpawnWorker, sync_redis:
     push_jobs(sync_redis, "c", "record", ["c-1"])
 
     worker = spawn_worker("--queues", "a,b")
-    wait_until(lambda: sync_redis.llen(DONE) == 4, f"the a and b jobs\n{worker.output()}")
+    block_until(lambda: sync_redis.llen(DONE) == 4, f"the a and b jobs\n{worker.output()}")
 
     assert decoded(sync_redis, DONE) == ["a-1", "a-2", "b-1", "b-2"]
     assert ids_of(sync_redis, worker.pid) == {f"{HOST}:{worker.pid}:a,b"}
@@ -182,9 +174,9 @@ def test_register_three_slots_with_concurrency_3(spawn_worker: SpawnWorker, sync
     push_jobs(sync_redis, "q", "hold", ["h-1", "h-2", "h-3"])
     worker = spawn_worker("--queues", "q", "--concurrency", "3")
     expected = {f"{HOST}:{worker.pid}+{n}:q" for n in (1, 2, 3)}
-    wait_until(lambda: ids_of(sync_redis, worker.pid) == expected, f"three slots\n{worker.output()}")
+    block_until(lambda: ids_of(sync_redis, worker.pid) == expected, f"three slots\n{worker.output()}")
 
-    wait_until(lambda: all(in_flight(sync_redis, wid) for wid in expected), "three jobs in flight at once")
+    block_until(lambda: all(in_flight(sync_redis, wid) for wid in expected), "three jobs in flight at once")
     records = [in_flight(sync_redis, wid) for wid in sorted(expected)]
     assert sorted(r["payload"]["args"][0] for r in records if r and isinstance(r["payload"], dict)) == [
         "h-1",
@@ -193,7 +185,7 @@ def test_register_three_slots_with_concurrency_3(spawn_worker: SpawnWorker, sync
     ]
     assert [r["worker"] for r in records if r] == [f"{HOST}:{worker.pid}+{n}" for n in (1, 2, 3)]
     sync_redis.set(RELEASE, "1")
-    wait_until(lambda: sync_redis.llen(DONE) == 3, "the three jobs to finish")
+    block_until(lambda: sync_redis.llen(DONE) == 3, "the three jobs to finish")
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(20) == 0
     assert sync_redis.get("resque:stat:processed") == b"3"

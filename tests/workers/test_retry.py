@@ -8,6 +8,7 @@ import orjson
 import pytest
 import redis
 
+from tests.waiting import wait_until
 from tests.workers.test_runtime import Recorder, options, running
 from workers.codec import JSONValue, decode_job
 from workers.connection import Store
@@ -121,7 +122,7 @@ async def test_retry_job_failing_twice_then_succeeding(store: Store, sync_redis:
     async with running(Worker(store, registry, options(**FAST))):
         await enqueue(store, "q", "flaky", [{"id": "bitcoin:aa:0"}, "café"])
         await flaky.rec.wait_for(3, timeout_s=15)
-        await asyncio.wait_for(_until(lambda: sync_redis.get("resque:stat:processed") == b"1"), 5)
+        await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"1")
 
     assert [args for _, _, args in flaky.calls] == [({"id": "bitcoin:aa:0"}, "café")] * 3
     gaps = [flaky.calls[n + 1][0] - flaky.calls[n][1] for n in range(2)]
@@ -141,14 +142,14 @@ async def test_retry_job_failing_always_ends_failed_with_history(store: Store, s
     async with running(Worker(store, registry, options(scheduler=False))) as task:
         await enqueue_raw(store, "q", raw)
         await flaky.rec.wait_for(1)
-        await asyncio.wait_for(_until(lambda: sync_redis.zcard("resque:delayed_queue_schedule") == 1), 5)
+        await wait_until(lambda: sync_redis.zcard("resque:delayed_queue_schedule") == 1)
         [item] = await list_delayed(store)
         assert item.raw == retried
         assert sync_redis.smembers(b"resque:timestamps:" + retried) == {f"delayed:{item.timestamp_s}".encode()}
         assert not task.done()
     async with running(Worker(store, registry, options(**FAST))):
         await flaky.rec.wait_for(3, timeout_s=15)
-        await asyncio.wait_for(_until(lambda: sync_redis.llen("resque:failed") == 1), 5)
+        await wait_until(lambda: sync_redis.llen("resque:failed") == 1)
 
     [entry] = [orjson.loads(r) for r in sync_redis.lrange("resque:failed", 0, -1)]
     assert list(entry)[:7] == ["failed_at", "payload", "exception", "error", "backtrace", "worker", "queue"]
@@ -170,7 +171,7 @@ async def test_fail_at_once_on_exception_not_retried(store: Store, sync_redis: r
     registry.register(flaky, "picky", retry=RetryPolicy(attempts=5, retry_on=(ConnectionError,)))
     async with running(Worker(store, registry, options(**FAST))):
         await enqueue(store, "q", "picky", [1])
-        await asyncio.wait_for(_until(lambda: sync_redis.llen("resque:failed") == 1), 5)
+        await wait_until(lambda: sync_redis.llen("resque:failed") == 1)
 
     entry = orjson.loads(sync_redis.lindex("resque:failed", 0) or b"")
     assert entry["exception"] == "ValueError" and "attempts" not in entry
@@ -185,7 +186,7 @@ async def test_settings_override_replaces_declared_attempts(store: Store, sync_r
     overrides = {"flaky": RetryOverride(attempts=1)}
     async with running(Worker(store, registry, options(retry_overrides=overrides, **FAST))):
         await enqueue(store, "q", "flaky", [1])
-        await asyncio.wait_for(_until(lambda: sync_redis.llen("resque:failed") == 1), 5)
+        await wait_until(lambda: sync_redis.llen("resque:failed") == 1)
 
     assert sync_redis.zcard("resque:delayed_queue_schedule") == 0
 
@@ -198,7 +199,7 @@ async def test_default_policy_retries_undeclared_jobs(store: Store, sync_redis: 
     async with running(Worker(store, registry, options(retry_default=default, **FAST))):
         await enqueue(store, "q", "flaky", [1])
         await flaky.rec.wait_for(2, timeout_s=10)
-        await asyncio.wait_for(_until(lambda: sync_redis.get("resque:stat:processed") == b"1"), 5)
+        await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"1")
 
     assert sync_redis.llen("resque:failed") == 0
 
@@ -215,7 +216,7 @@ async def test_retry_later_delays_job_by_its_own_delay(store: Store, sync_redis:
     registry.register(busy, "busy", retry=RetryPolicy(attempts=2, retry_on=()))
     async with running(Worker(store, registry, options(scheduler=False))):
         await enqueue(store, "q", "busy", [1])
-        await asyncio.wait_for(_until(lambda: sync_redis.zcard("resque:delayed_queue_schedule") == 1), 5)
+        await wait_until(lambda: sync_redis.zcard("resque:delayed_queue_schedule") == 1)
 
     [item] = await list_delayed(store)
     assert calls[0] + 60 <= item.timestamp_s <= calls[0] + 62
@@ -236,7 +237,7 @@ async def test_async_job_past_time_limit_fails(store: Store, sync_redis: redis.R
     registry.register(hang, "hang", timeout_s=0.2)
     async with running(Worker(store, registry, options(**FAST))):
         await enqueue(store, "q", "hang", [1])
-        await asyncio.wait_for(_until(lambda: sync_redis.llen("resque:failed") == 1), 5)
+        await wait_until(lambda: sync_redis.llen("resque:failed") == 1)
 
     entry = orjson.loads(sync_redis.lindex("resque:failed", 0) or b"")
     assert entry["exception"] == "JobTimeout" and "0.2s" in entry["error"]
@@ -254,7 +255,7 @@ async def test_sync_job_past_time_limit_frees_its_slot_and_retries(store: Store,
             await enqueue(store, "q", "stuck", [1])
             await enqueue(store, "q", "next", [2])
             await rec.wait_for(1)
-            await asyncio.wait_for(_until(lambda: sync_redis.zcard("resque:delayed_queue_schedule") == 1), 5)
+            await wait_until(lambda: sync_redis.zcard("resque:delayed_queue_schedule") == 1)
     finally:
         release.set()
 
@@ -278,9 +279,3 @@ async def test_settle_job_drops_outcome_when_record_gone(store: Store, sync_redi
     assert not settled.recorded
     assert sync_redis.get("resque:stat:failed") is None
     assert sync_redis.zcard("resque:delayed_queue_schedule") == 0
-
-
-async def _until(check: object) -> None:
-    assert callable(check)
-    while not check():
-        await asyncio.sleep(0.02)

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from service.redis_server import RedisServer
+from tests.waiting import wait_until
 from workers.codec import JSONValue
 from workers.connection import Store
 from workers.jobs import Registry
@@ -87,14 +88,6 @@ async def test_worker_performs_job_and_counts_it(store: Store, sync_redis: redis
     assert sync_redis.smembers("resque:workers") == set()
     assert not sync_redis.exists("resque:worker:ping:testhost:4242")
     assert not sync_redis.hexists("resque:workers:heartbeat", "testhost:4242:q")
-
-
-async def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)
 
 
 async def test_worker_records_job_in_flight_with_raw_payload(store: Store, sync_redis: redis.Redis) -> None:

@@ -5,13 +5,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
 
+from tests.waiting import wait_until
 from tests.workers.test_runtime import Recorder, options, running
 from workers.codec import JSONValue
 from workers.connection import Store
@@ -23,15 +23,6 @@ from workers.scheduler import Scheduler
 
 LOCK = "resque:resque_scheduler_leader_lock"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def wait_until(check: Callable[[], object], timeout_s: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def delayed_keys(sync_redis: redis.Redis) -> list[bytes]:
