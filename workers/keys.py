@@ -17,7 +17,7 @@ class Keys:
 
     def key(self, *parts: str) -> str:
         """Join the namespace and ``parts`` with ``:``, dropping empty parts as node-resque does."""
-        return ":".join(p for p in (self.namespace, *parts) if p.strip())
+        return ":".join([p for p in (self.namespace, *parts) if p.strip()])
 
     # queues
     @property
