@@ -24,7 +24,9 @@ FINISH = b"redis.call('DEL', KEYS[1]) return redis.call('INCR', KEYS[2])"
 
 
 def command(*parts: bytes) -> bytes:
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+    """One command in Redis's wire format, packed by hiredis as payq packs its own (workers.pipe)."""
+    packed: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]
+    return packed
 
 
 def evalsha(script: bytes, *keys: bytes) -> bytes:

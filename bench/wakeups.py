@@ -30,7 +30,9 @@ from floor_worker import command
 from intake import payq_env, start_bare, start_payq_api
 from latency import build_requests, send_all
 
-WAKE_CHANNEL = "resque:payq:wake"  # payq's wake-up channel in the default namespace (workers.keys)
+from workers.keys import Keys
+
+KEYS = Keys()  # payq's keys in the default namespace, as the bench's payq processes use them
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ class _Pusher(asyncio.Protocol):
 async def _push(redis_port: int, queue: str, rate: float, count: int) -> None:
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_connection(_Pusher, "127.0.0.1", redis_port)
-    push = command(b"RPUSH", f"resque:queue:{queue}".encode(), NOOP_JOB) + command(
-        b"PUBLISH", WAKE_CHANNEL.encode(), queue.encode()
+    push = command(b"RPUSH", KEYS.queue(queue).encode(), NOOP_JOB) + command(
+        b"PUBLISH", KEYS.wake_channel.encode(), queue.encode()
     )
     start = time.monotonic()
     for seq in range(count):
@@ -88,7 +90,7 @@ def worker_costs(
     children: Children, client: redis.Redis, redis_port: int, rate: float, duration_s: float
 ) -> list[Cost]:
     env = {**payq_env(redis_port, "info"), "PAYQ_JOBS": "bench_jobs"}
-    floor = [str(PYTHON), str(BENCH / "floor_worker.py"), str(redis_port), "resque:queue:bench", WAKE_CHANNEL]
+    floor = [str(PYTHON), str(BENCH / "floor_worker.py"), str(redis_port), KEYS.queue("bench"), KEYS.wake_channel]
     workers = [
         ("payq worker --concurrency 10", [str(PAYQ), "worker", "--queues", "bench", "--concurrency", "10"]),
         ("floor: the same three wake-ups", floor),
@@ -99,7 +101,7 @@ def worker_costs(
         client.flushall()
         worker = children.start("wakeups-worker", argv, env)
         try:
-            if not wait_until(lambda: client.pubsub_numsub(WAKE_CHANNEL)[0][1] > 0, 30):
+            if not wait_until(lambda: client.pubsub_numsub(KEYS.wake_channel)[0][1] > 0, 30):
                 raise RuntimeError(f"{name} did not subscribe")
             time.sleep(1.0)
             before = cpu_seconds(worker.pid)
