@@ -22,7 +22,6 @@ delayed jobs onto their queues whenever it holds the leader lock.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -428,10 +427,24 @@ class Worker:
         """Wait ``seconds``, or less when woken up (``_wake_up``)."""
         if self._stopping.is_set():
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._idle.append(waiter)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, seconds)
+        timer = loop.call_later(seconds, self._end_pause, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter.cancelled():  # the slot was cancelled while it waited
+                self._idle.remove(waiter)
+
+    def _end_pause(self, waiter: asyncio.Future[None]) -> None:
+        """A pause ran its time without a wake-up: the slot stops waiting for one. (A woken slot has
+        left ``_idle`` already; one that times out must leave it too, or a worker whose jobs are
+        pushed by clients that announce nothing would gather a stale entry per slot per poll.)"""
+        if not waiter.done():
+            self._idle.remove(waiter)
+            waiter.set_result(None)
 
     async def _perform(self, slot: Slot, queue: str, raw: bytes) -> tuple[bool, tuple[str, bytes] | None]:
         """Perform one job and record its outcome; return whether the same step looked for the slot's

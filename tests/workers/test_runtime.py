@@ -411,3 +411,20 @@ async def test_a_burst_announced_by_one_wake_up_gets_every_slot(store: Store, sy
         await wait_until(lambda: sync_redis.get("resque:stat:processed") == b"12")
 
     assert sorted(started) == list(range(12))
+
+
+async def test_idle_slots_that_poll_without_wake_ups_keep_no_stale_waiters(store: Store) -> None:
+    # Jobs pushed by other Resque clients announce nothing: the slots find them by polling, and each
+    # poll that times out must leave nothing behind in the list of slots waiting for a wake-up.
+    worker = Worker(store, Registry(), options(concurrency=3, scheduler=False, poll_interval_s=0.01))
+    polls: list[str] = []
+    finish_and_claim = worker._claims.finish_and_claim
+
+    async def counting(slot: Any, queues: tuple[str, ...], finished: bytes = b"", state_key: str = "") -> Any:
+        polls.append(slot.name)
+        return await finish_and_claim(slot, queues, finished, state_key)
+
+    worker._claims.finish_and_claim = counting  # type: ignore[method-assign]
+    async with running(worker):
+        await wait_until(lambda: len(polls) >= 60)  # some twenty timed-out waits per slot
+        assert len(worker._idle) <= 3
