@@ -53,6 +53,8 @@ class ClaimBatcher:
         self.store = store
         self.on_waiting = on_waiting  # told how many jobs a claim left waiting in its queue, when any
         self._call = store.call_script(scripts.FINISH_AND_CLAIM)
+        self._processed_key = store.keys.stat("processed")
+        self._queue_keys: dict[tuple[str, ...], list[str]] = {}  # the list keys of each set of queues asked
         self._second, self._stamp = -1, ""
         self._coalescer: Coalescer[tuple[str, ...], _Step, Reply] = Coalescer(self._send, max_batch)
 
@@ -80,13 +82,22 @@ class ClaimBatcher:
             self.on_waiting(reply[3])
         return bool(reply[0]), (as_text(reply[1]), as_bytes(reply[2]))
 
+    def _list_keys(self, queues: tuple[str, ...]) -> list[str]:
+        """The queues' list keys, named once for each set of queues (a wildcard worker's set changes
+        only when a queue is added)."""
+        list_keys = self._queue_keys.get(queues)
+        if list_keys is None:
+            if len(self._queue_keys) >= 64:
+                self._queue_keys.clear()
+            list_keys = self._queue_keys[queues] = [self.store.keys.queue(q) for q in queues]
+        return list_keys
+
     def _send(self, queues: tuple[str, ...], batch: list[_Step]) -> Awaitable[list[Reply]]:
-        keys = self.store.keys
         slot_keys: list[str] = []
         slot_args: list[str | bytes] = []
         for step in batch:
             slot_keys += [step.slot.record_key, step.slot.processed_key, step.state_key]
             slot_args += [step.slot.name, step.finished]
-        script_keys = [keys.stat("processed"), *slot_keys, *(keys.queue(q) for q in queues)]
+        script_keys = [self._processed_key, *slot_keys, *self._list_keys(queues)]
         script_args = [self._run_at(), len(batch), *slot_args, *queues]
         return self._call(script_keys, script_args)

@@ -156,3 +156,15 @@ async def test_requeue_pushes_back_the_job_the_record_holds(store: Store, sync_r
     assert sync_redis.lindex("resque:queue:q", 0) == held
     assert not sync_redis.exists("resque:worker:h:1:q")
     assert await store.requeue(keys=["resque:worker:h:1:q", "resque:queues"], args=["resque:queue:", "wake"]) == 0
+
+
+async def test_claims_find_each_set_of_queues_however_many_sets_were_asked_before(
+    batcher: ClaimBatcher, sync_redis: redis.Redis
+) -> None:
+    # A wildcard worker asks for a new set of queues whenever one is added; the list keys named for
+    # earlier sets are dropped in bulk past a bound, and every set still claims from its own lists.
+    for n in range(100):
+        job = encode_job(f"q{n}", "pay", [n])
+        push(sync_redis, f"q{n}", job)
+        assert await batcher.finish_and_claim(slot_keys(f"s:{n}"), (f"q{n}", "none")) == (False, (f"q{n}", job))
+    assert len(batcher._queue_keys) <= 64
