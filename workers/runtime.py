@@ -435,7 +435,8 @@ class Worker:
             await waiter
         finally:
             timer.cancel()
-            if waiter.cancelled():  # the slot was cancelled while it waited
+            # A slot cancelled while it waited leaves the list, unless a wake-up took it off first.
+            if waiter.cancelled() and waiter in self._idle:
                 self._idle.remove(waiter)
 
     def _end_pause(self, waiter: asyncio.Future[None]) -> None:

@@ -428,3 +428,17 @@ async def test_idle_slots_that_poll_without_wake_ups_keep_no_stale_waiters(store
     async with running(worker):
         await wait_until(lambda: len(polls) >= 60)  # some twenty timed-out waits per slot
         assert len(worker._idle) <= 3
+
+
+async def test_a_slot_cancelled_while_paused_stops_cleanly_even_if_a_wake_up_came_first(store: Store) -> None:
+    # A stopping worker cancels its slots. A wake-up that arrives between the cancel and the slot's
+    # own clean-up has already taken the cancelled waiter off the idle list; the slot must still end
+    # with its cancellation, not with an error about the list.
+    worker = Worker(store, Registry(), options(concurrency=1, scheduler=False))
+    pause = asyncio.create_task(worker._pause(60))
+    await wait_until(lambda: len(worker._idle) == 1)
+    pause.cancel()
+    worker._wake_up(1)
+    with pytest.raises(asyncio.CancelledError):
+        await pause
+    assert not worker._idle
