@@ -40,6 +40,7 @@ from service.recording import NotReplicated, Outcome, Result, record_observation
 from service.settings import NETWORKS, NetworkSettings, Settings
 from service.signatures import parse_secret, token_matches, verify_webhook
 from workers.connection import Store
+from workers.logs import log_info
 
 logger = logging.getLogger(__name__)
 
@@ -448,7 +449,8 @@ def _log_accepted(delivery: _Delivery) -> None:
     enqueued = ",".join(o.id for o in delivery.outcomes if o.result is Result.ENQUEUED) or "-"
     if delivery.auth == "none":
         logger.warning("webhook accepted without authentication (development mode) request_id=%s", delivery.request_id)
-    logger.info(
+    log_info(
+        logger,
         "webhook accepted request_id=%s network=%s status=202 client=%s ms=%.1f auth=%s webhook_id=%s "
         "enqueued=%s duplicate=%s pending=%s rejected=%s ignored=%s enqueued_ids=%s",
         delivery.request_id,
@@ -467,7 +469,8 @@ def _log_accepted(delivery: _Delivery) -> None:
 
 
 def _log_replay(delivery: _Delivery) -> None:
-    logger.info(
+    log_info(
+        logger,
         "webhook replayed request_id=%s network=%s status=202 client=%s ms=%.1f auth=%s webhook_id=%s",
         delivery.request_id,
         delivery.network,

@@ -19,12 +19,13 @@ class RedactTokens(logging.Filter):
     _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            message = self._TOKEN.sub(r"\1<redacted>", message)
         # Keep the merged message, so that the formatter does not merge the arguments in a second time.
-        record.msg, record.args = message, None
+        record.msg, record.args = self.redact(record.getMessage()), None
         return True
+
+    @classmethod
+    def redact(cls, message: str) -> str:
+        return cls._TOKEN.sub(r"\1<redacted>", message) if "token=" in message else message
 
 
 class PayqFormatter(logging.Formatter):
@@ -38,11 +39,14 @@ class PayqFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None:
             return super().formatTime(record, datefmt)
+        return self.stamp(record.created, record.msecs)
+
+    def stamp(self, created: float, msecs: float) -> str:
         second, stamp = self._second
-        if int(record.created) != second:
-            stamp = time.strftime(self.default_time_format, self.converter(record.created))
-            self._second = (int(record.created), stamp)
-        return f"{stamp},{int(record.msecs):03d}"
+        if int(created) != second:
+            stamp = time.strftime(self.default_time_format, self.converter(created))
+            self._second = (int(created), stamp)
+        return f"{stamp},{int(msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         """The standard formatter's line, put together directly when the record carries no exception
@@ -77,15 +81,39 @@ class TurnBufferedHandler(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._lines.append(self.format(record) + self.terminator)
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
+        self._gather(line, record.levelno >= logging.WARNING or record.name in self.at_once)
+
+    def write_info(self, name: str, message: str) -> bool:
+        """Write an info line of logger ``name`` from its merged message, the same bytes as ``emit``
+        writes for its record, where this handler's lines are payq's own format with only token
+        redaction in between (``workers.logs.log_info``); otherwise return False and write nothing."""
+        formatter = self.formatter
+        if (
+            self.level > logging.INFO
+            or type(formatter) is not PayqFormatter
+            or any(type(f) is not RedactTokens for f in self.filters)
+        ):
+            return False
+        created = time.time()
+        line = f"{formatter.stamp(created, (created - int(created)) * 1000)} INFO {name} {RedactTokens.redact(message)}"
+        self.acquire()
+        try:
+            self._gather(line, name in self.at_once)
+        finally:
+            self.release()
+        return True
+
+    def _gather(self, line: str, at_once: bool) -> None:
+        self._lines.append(line + self.terminator)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop runs on this thread
             loop = None
-        if loop is None or record.levelno >= logging.WARNING or record.name in self.at_once:
+        if loop is None or at_once:
             self.flush()
         elif self._flush_on is not loop:  # the turn's first line (or a loop that stopped before its flush)
             self._flush_on = loop

@@ -43,6 +43,7 @@ from workers.codec import Job, decode_job
 from workers.connection import Store, as_text
 from workers.jobs import Registry
 from workers.liveness import queue_heartbeats, recover_dead_workers, recover_worker
+from workers.logs import log_info
 from workers.retry import (
     NO_RETRY,
     RetryOverride,
@@ -482,7 +483,8 @@ class Worker:
                 error,
             )
         elif error is None:
-            logger.info(
+            log_info(
+                logger,
                 "job performed class=%s queue=%s worker=%s duration_ms=%.1f",
                 class_name,
                 queue,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 import sys
+from collections.abc import Callable
 
 import pytest
 
 from service.logs import LOG_FORMAT, PayqFormatter, RedactTokens, TurnBufferedHandler
+from workers.logs import log_info
 
 
 def record(created: float, msg: str, *args: object) -> logging.LogRecord:
@@ -155,3 +158,111 @@ def test_lines_left_by_a_loop_that_stopped_are_written_by_the_next_loop_or_at_ex
 
     log.info("no loop")
     assert "".join(stream.writes).endswith("INFO no loop\n")
+
+
+# --- log_info: the per-job and per-webhook lines without a LogRecord where payq's handler is the only one --
+
+
+def payq_logger(stream: Writes, name: str = "payq.test.quick") -> tuple[logging.Logger, list[logging.LogRecord]]:
+    """A logger set up as configure_logging sets up the root one, and the records logging makes for it."""
+    handler = TurnBufferedHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(PayqFormatter())
+    handler.addFilter(RedactTokens())
+    logger = logging.getLogger(f"{name}.{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    records: list[logging.LogRecord] = []
+    make_record = logger.makeRecord
+
+    def counting(*args: object, **kwargs: object) -> logging.LogRecord:
+        records.append(made := make_record(*args, **kwargs))  # type: ignore[arg-type]
+        return made
+
+    logger.makeRecord = counting  # type: ignore[method-assign]
+    return logger, records
+
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+LINE = "job performed class=%s queue=%s url=%s duration_ms=%.1f"
+ARGS = ("noop", "bitcoin:incoming", "/payments/bitcoin?token=s3cret&x=1", 0.25)
+
+
+async def test_an_info_line_by_the_short_way_is_the_line_logging_writes_and_keeps_its_place() -> None:
+    stream = Writes()
+    log, records = payq_logger(stream)
+
+    log.info(LINE, *ARGS)
+    log_info(log, LINE, *ARGS)
+    log.warning("job failed")
+
+    lines = "".join(stream.writes).splitlines()
+    assert len(records) == 2  # the short way made no record of its own
+    assert [re.match(STAMP, line) is not None for line in lines] == [True, True, True]
+    through_logging, short_way, warning = (re.sub(STAMP, "", line) for line in lines)
+    assert short_way == through_logging
+    assert short_way == f"INFO {log.name} job performed class=noop queue=bitcoin:incoming " + (
+        "url=/payments/bitcoin?token=<redacted>&x=1 duration_ms=0.2"
+    )
+    assert warning == f"WARNING {log.name} job failed"
+
+
+async def test_an_info_line_below_the_loggers_level_is_neither_written_nor_recorded() -> None:
+    stream = Writes()
+    log, records = payq_logger(stream)
+    log.setLevel(logging.WARNING)
+
+    log_info(log, LINE, *ARGS)
+    await asyncio.sleep(0)
+
+    assert (stream.writes, records) == ([], [])
+
+
+def other_handler(log: logging.Logger, stream: Writes) -> None:
+    log.addHandler(logging.StreamHandler(stream))
+
+
+def filter_on_logger(log: logging.Logger, stream: Writes) -> None:
+    log.addFilter(lambda record: True)
+
+
+def filter_on_handler(log: logging.Logger, stream: Writes) -> None:
+    log.handlers[0].addFilter(lambda record: True)
+
+
+def another_format(log: logging.Logger, stream: Writes) -> None:
+    log.handlers[0].setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+
+
+def handler_at_warning(log: logging.Logger, stream: Writes) -> None:
+    log.handlers[0].setLevel(logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    "change", [other_handler, filter_on_logger, filter_on_handler, another_format, handler_at_warning]
+)
+async def test_an_info_line_goes_through_logging_where_the_set_up_is_not_payqs_alone(
+    change: Callable[[logging.Logger, Writes], None],
+) -> None:
+    stream, logged_elsewhere = Writes(), Writes()
+    log, records = payq_logger(stream)
+    change(log, logged_elsewhere)
+
+    log_info(log, LINE, *ARGS)
+    await asyncio.sleep(0)
+
+    assert [(record.levelno, record.getMessage()[:13]) for record in records] == [(logging.INFO, "job performed")]
+
+
+async def test_an_info_line_reaches_a_handler_of_a_parent_logger_through_logging() -> None:
+    parent_stream, child_stream = Writes(), Writes()
+    parent, _ = payq_logger(parent_stream, "payq.test.parent")
+    child = logging.getLogger(f"{parent.name}.child")
+    child.addHandler(logging.StreamHandler(child_stream))
+    child.setLevel(logging.INFO)
+
+    log_info(child, "job performed")
+    await asyncio.sleep(0)
+
+    assert child_stream.writes == ["job performed\n"]
+    assert re.sub(STAMP, "", "".join(parent_stream.writes)) == f"INFO {child.name} job performed\n"
