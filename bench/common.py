@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,17 @@ def wait_for_port(port: int, deadline_s: float = 20.0) -> bool:
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
     return wait_until(listening, deadline_s, 0.05)
+
+
+async def on_schedule(count: int, rate: float) -> AsyncIterator[int]:
+    """Yield 0 to ``count - 1``, number ``n`` at ``start + n / rate`` or as soon after as the loop gets to
+    it: an open-loop load, whose next send never waits for an answer to the last."""
+    start = time.monotonic()
+    for seq in range(count):
+        delay = start + seq / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield seq
 
 
 def rss_kib(pid: int) -> int:

@@ -22,7 +22,7 @@ from typing import cast
 
 import redis
 import uvloop
-from common import BENCH, PAYQ, SCRATCH, Children, free_port, say, wait_for_port, wait_until
+from common import BENCH, PAYQ, SCRATCH, Children, free_port, on_schedule, say, wait_for_port, wait_until
 from intake import SECRET, payment_body, payq_env
 
 from service.signatures import sign_webhook
@@ -142,11 +142,8 @@ class _Sender:
         for _ in range(CONNECTIONS):
             _, connection = await loop.create_connection(lambda: _Connection(self), "127.0.0.1", port)
             self.idle.append(connection)
-        start = time.monotonic()
-        for seq, request in enumerate(self.requests):
-            delay = start + seq / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for seq in on_schedule(len(self.requests), rate):
+            request = self.requests[seq]
             while not self.idle:
                 self.free.clear()
                 await self.free.wait()

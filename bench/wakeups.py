@@ -24,7 +24,18 @@ from typing import cast
 
 import redis
 import uvloop
-from common import BENCH, PAYQ, PYTHON, Children, cpu_seconds, free_port, say, wait_for_port, wait_until
+from common import (
+    BENCH,
+    PAYQ,
+    PYTHON,
+    Children,
+    cpu_seconds,
+    free_port,
+    on_schedule,
+    say,
+    wait_for_port,
+    wait_until,
+)
 from drain import NOOP_JOB
 from floor_worker import command
 from intake import payq_env, start_bare, start_payq_api
@@ -77,11 +88,7 @@ async def _push(redis_port: int, queue: str, rate: float, count: int) -> None:
     push = command(b"RPUSH", KEYS.queue(queue).encode(), NOOP_JOB) + command(
         b"PUBLISH", KEYS.wake_channel.encode(), queue.encode()
     )
-    start = time.monotonic()
-    for seq in range(count):
-        delay = start + seq / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async for _ in on_schedule(count, rate):
         transport.write(push)
     transport.close()
 
