@@ -6,8 +6,10 @@ import asyncio
 import copy
 import logging
 import re
+import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -266,3 +268,46 @@ async def test_an_info_line_reaches_a_handler_of_a_parent_logger_through_logging
 
     assert child_stream.writes == ["job performed\n"]
     assert re.sub(STAMP, "", "".join(parent_stream.writes)) == f"INFO {child.name} job performed\n"
+
+
+# A payq process as it configures its logging, logging one line by log_info and printing how many
+# records logging made for it.
+PROCESS = """
+import asyncio, logging, logging.config
+from service.logs import configure_logging, uvicorn_log_config
+from workers.logs import log_info
+
+{configure}
+log = logging.getLogger("workers.runtime")
+records = []
+make_record = log.makeRecord
+log.makeRecord = lambda *args, **kwargs: records.append(1) or make_record(*args, **kwargs)
+
+
+async def main():
+    log_info(log, "job performed class=%s url=%s", "noop", "/payments?token=s3cret")
+
+asyncio.run(main())
+print(len(records))
+"""
+
+
+@pytest.mark.parametrize(
+    "configure",
+    ['configure_logging("info")', 'logging.config.dictConfig(uvicorn_log_config("info"))'],
+    ids=["worker", "api under uvicorn"],
+)
+def test_payqs_own_configurations_take_the_short_way(configure: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROCESS.format(configure=configure)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert done.stdout == "0\n"
+    assert re.fullmatch(
+        STAMP + r"INFO workers\.runtime job performed class=noop url=/payments\?token=<redacted>\n", done.stderr
+    )
