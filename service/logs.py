@@ -55,7 +55,17 @@ class PayqFormatter(logging.Formatter):
             return super().format(record)
         record.message = record.getMessage()
         record.asctime = self.formatTime(record)
-        return f"{record.asctime} {record.levelname} {record.name} {record.message}"
+        return self.line(record.asctime, record.levelname, record.name, record.message)
+
+    def info_line(self, name: str, message: str) -> str:
+        """The line ``format`` gives an info record of logger ``name``, made now with ``message`` merged."""
+        created = time.time()
+        return self.line(self.stamp(created, (created - int(created)) * 1000), "INFO", name, message)
+
+    @staticmethod
+    def line(asctime: str, levelname: str, name: str, message: str) -> str:
+        """``LOG_FORMAT`` filled in."""
+        return f"{asctime} {levelname} {name} {message}"
 
 
 class TurnBufferedHandler(logging.StreamHandler[TextIO]):
@@ -98,8 +108,7 @@ class TurnBufferedHandler(logging.StreamHandler[TextIO]):
             or any(type(f) is not RedactTokens for f in self.filters)
         ):
             return False
-        created = time.time()
-        line = f"{formatter.stamp(created, (created - int(created)) * 1000)} INFO {name} {RedactTokens.redact(message)}"
+        line = formatter.info_line(name, RedactTokens.redact(message))
         self.acquire()
         try:
             self._gather(line, name in self.at_once)
